@@ -1,0 +1,162 @@
+"""The one way an external command runs: an argument list, quoted with shlex.join, run by c.run.
+
+Because everything goes through `run`, `inv --dry` prints the exact commands of any task, and a
+fabric Connection (which is an invoke Context) runs the same commands on a remote host.
+Read-only queries pass `dry=False` so that dry runs can still look at the cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from invoke import Context, Exit, Result
+
+from . import _settings, _sim
+
+# What to tell a user whose machine lacks a tool.
+INSTALL_HINTS = {
+    "kubectl": "install kubectl 1.29+: https://kubernetes.io/docs/tasks/tools/",
+    "k3d": "install k3d 5.6+: https://k3d.io/#installation",
+    "helm": "install helm 3.14+: https://helm.sh/docs/intro/install/ "
+    "(or run scripts/build-sim-binaries.sh, which builds it)",
+    "docker": "install Docker 24+: https://docs.docker.com/engine/install/",
+    "kwokctl": "run scripts/build-sim-binaries.sh to build the simulated-cluster binaries",
+    "pg_dump": "install the PostgreSQL client (apt-get install postgresql-client)",
+}
+
+
+def is_remote(c: Context) -> bool:
+    """True for a fabric Connection: its commands run on another machine."""
+    return hasattr(c, "host") and hasattr(c, "open")
+
+
+def require(c: Context, tool: str) -> None:
+    """Fail early, with the fix, when a local tool is missing (remote hosts answer for
+    themselves: their `command not found` surfaces as exit 127)."""
+    if is_remote(c) or shutil.which(tool, path=_path(c)):
+        return
+    hint = INSTALL_HINTS.get(tool, f"install {tool}")
+    raise Exit(f"{tool} not found on PATH; {hint} (`inv doctor` checks every tool)")
+
+
+def _path(c: Context) -> str:
+    """PATH for local commands: the user's own tools first, then the simulated-cluster
+    binaries (kwokctl, helm ...) that scripts/build-sim-binaries.sh built."""
+    base = (c.config.get("run", {}).get("env", {}) or {}).get("PATH") or os.environ.get("PATH", "")
+    return os.pathsep.join([base, str(_sim.bin_dir())])
+
+
+def run(
+    c: Context,
+    argv: Sequence[str],
+    *,
+    dry: bool | None = None,
+    **kwargs: Any,
+) -> Result:
+    """Run one command. `dry=False` marks a read-only query that runs even under --dry."""
+    require(c, argv[0])
+    if not is_remote(c):
+        kwargs["env"] = {"PATH": _path(c), **kwargs.get("env", {})}
+    if dry is not None:
+        kwargs["dry"] = dry
+    result = c.run(shlex.join(argv), **kwargs)
+    assert result is not None  # c.run returns None only with disown=True, never used here
+    return result
+
+
+def query(c: Context, argv: Sequence[str], **kwargs: Any) -> Result:
+    """A read-only command whose output we parse: runs under --dry, prints nothing, may fail."""
+    kwargs.setdefault("hide", True)
+    kwargs.setdefault("warn", True)
+    kwargs.setdefault("echo", False)
+    return run(c, argv, dry=False, **kwargs)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The cluster a task acts on, with the kubeconfig context pinned (ERRATA 20)."""
+
+    provider: str
+    name: str
+    context: str
+    kubeconfig: str
+    reason: str
+
+
+PROVIDERS = ("auto", "k3d", "kwok")
+_targets: dict[tuple[str, str, str], Target] = {}
+
+
+def docker_answers(c: Context) -> bool:
+    """Does a Docker daemon answer on the machine that runs the commands?"""
+    if not is_remote(c) and shutil.which("docker", path=_path(c)) is None:
+        return False
+    result = query(c, ["docker", "info", "--format", "{{.ServerVersion}}"], timeout=15)
+    return result.ok and bool(result.stdout.strip())
+
+
+def target(c: Context, provider: str | None = None) -> Target:
+    """Resolve the provider (auto: k3d when Docker answers, else kwok) and the context."""
+    s = _settings.load(c)
+    chosen = provider or s.cluster.provider
+    if chosen not in PROVIDERS:
+        raise Exit(f"unknown cluster provider {chosen!r}; choose one of: {', '.join(PROVIDERS)}")
+    key = (getattr(c, "host", "local") or "local", chosen, s.cluster_name)
+    if key in _targets:
+        return _targets[key]
+    if chosen == "auto":
+        if docker_answers(c):
+            chosen, reason = "k3d", "auto: a Docker daemon answers"
+        else:
+            chosen, reason = "kwok", "auto: no Docker daemon answers, using the simulated cluster"
+    else:
+        reason = "chosen by configuration" if not provider else "chosen by --provider"
+    name = s.cluster_name
+    found = Target(
+        provider=chosen,
+        name=name,
+        context=f"{chosen}-{name}",
+        kubeconfig=str(_settings.resolve_path(s.cluster.kubeconfig))
+        if s.cluster.kubeconfig
+        else "",
+        reason=reason,
+    )
+    _targets[key] = found
+    return found
+
+
+def forget_targets() -> None:
+    """Drop cached provider decisions (tests switch configuration within one process)."""
+    _targets.clear()
+
+
+def kube_flags(t: Target) -> list[str]:
+    flags = ["--context", t.context]
+    if t.kubeconfig:
+        flags[:0] = ["--kubeconfig", t.kubeconfig]
+    return flags
+
+
+def kubectl(c: Context, *args: str, namespace: str | None = None, **kwargs: Any) -> Result:
+    """kubectl pinned to the project's context (never whatever is current)."""
+    t = target(c)
+    argv = ["kubectl", *kube_flags(t)]
+    if namespace:
+        argv += ["-n", namespace]
+    return run(c, [*argv, *args], **kwargs)
+
+
+def helm(c: Context, *args: str, namespace: str | None = None, **kwargs: Any) -> Result:
+    """helm pinned to the project's context."""
+    t = target(c)
+    argv = ["helm", "--kube-context", t.context]
+    if t.kubeconfig:
+        argv += ["--kubeconfig", t.kubeconfig]
+    if namespace:
+        argv += ["--namespace", namespace]
+    return run(c, [*argv, *args], **kwargs)

@@ -1,0 +1,212 @@
+"""One configuration layer: code defaults -> invoke.yaml -> environment (.env) -> flags.
+
+Each namespace module registers its defaults with `configure()`; `load(c)` checks the
+merged values, applies `PRISM_*` environment variables (the real environment wins over
+`.env`) and resolves the selected environment profile (`PRISM_ENV`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection, Context, Exit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# section -> key -> default. Filled by configure(); the defaults' types are the schema.
+SCHEMA: dict[str, dict[str, Any]] = {}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one environment of the guide (dev / staging / prod ...) changes together."""
+
+    cluster: str
+    overlay: str
+    servers: int
+    agents: int
+    http_port: int
+    https_port: int
+    grpc_port: int
+    api_port: int
+
+
+# The guide's cluster is `local`; its multi-cluster section adds dev, staging and prod.
+# ERRATA 8: every environment gets its own host ports so that clusters can coexist.
+ENVIRONMENTS: dict[str, Profile] = {
+    "local": Profile("prism-local", "local", 1, 2, 8080, 8443, 50051, 6443),
+    "dev": Profile("prism-dev", "dev", 1, 1, 8180, 8543, 50151, 6543),
+    "staging": Profile("prism-staging", "staging", 1, 2, 8280, 8643, 50251, 6643),
+    "prod": Profile("prism-prod", "prod", 3, 3, 8380, 8743, 50351, 6743),
+    "ci": Profile("prism-ci", "ci", 1, 2, 8480, 8843, 50451, 6843),
+}
+
+
+def configure(ns: Collection, section: str, defaults: dict[str, Any]) -> None:
+    """Give `ns` its configuration defaults and record their types for validation."""
+    SCHEMA[section] = dict(defaults)
+    ns.configure({section: dict(defaults)})
+
+
+def env_var(section: str, key: str) -> str:
+    """The environment variable that overrides `section.key` (`prism.env` is PRISM_ENV)."""
+    if section == "prism":
+        return f"PRISM_{key.upper()}"
+    return f"PRISM_{section.upper()}_{key.upper()}"
+
+
+class Section(dict[str, Any]):
+    """A config section with attribute access: `s.cluster.provider`."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    profile: Profile
+    sections: dict[str, Section]
+    dotenv: dict[str, str]
+
+    def __getattr__(self, section: str) -> Section:
+        try:
+            return self.sections[section]
+        except KeyError:
+            raise AttributeError(section) from None
+
+    @property
+    def cluster_name(self) -> str:
+        return str(self.sections["cluster"]["name"]) or self.profile.cluster
+
+    @property
+    def overlay(self) -> str:
+        return str(self.sections["deploy"]["overlay"]) or self.profile.overlay
+
+    def cluster_int(self, key: str) -> int:
+        """servers / agents / *_port: the config value when set, else the profile's."""
+        value = int(self.sections["cluster"][key])
+        return value if value > 0 else int(getattr(self.profile, key))
+
+    @property
+    def data_dir(self) -> Path:
+        """Where this environment keeps data that outlives its cluster (ERRATA 9)."""
+        return resolve_path(self.sections["prism"]["data_dir"]) / self.env
+
+    def secret(self, key: str) -> str:
+        """A credential from the environment or `.env`; never from committed files."""
+        value = os.environ.get(key) or self.dotenv.get(key, "")
+        if not value:
+            raise Exit(
+                f"{key} is not set; copy .env.example to .env (or export it) and run the task again"
+            )
+        return value
+
+
+def resolve_path(value: str) -> Path:
+    """A configured path: `~` expanded, relative paths anchored at the project root."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+_dotenv_cache: dict[tuple[str, float], dict[str, str]] = {}
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a `.env` file strictly: a malformed line is an error naming the line."""
+    if not path.is_file():
+        return {}
+    key = (str(path), path.stat().st_mtime)
+    if key in _dotenv_cache:
+        return _dotenv_cache[key]
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    text = path.read_text(encoding="utf-8")
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.string.strip()
+            raise Exit(
+                f"{path}:{binding.original.line}: cannot parse {line!r}; "
+                "expected KEY=value (see .env.example)"
+            )
+    values = {k: v or "" for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+    _dotenv_cache[key] = values
+    return values
+
+
+def _cast(value: str, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise Exit(f"{where}={value!r} is not a boolean; use true or false")
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise Exit(f"{where}={value!r} is not a whole number") from None
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except ValueError:
+            raise Exit(f"{where}={value!r} is not a number") from None
+    return value
+
+
+def _check_type(value: Any, default: Any, where: str) -> Any:
+    """Values from invoke.yaml or -f files must have the default's type."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        expected = type(default).__name__
+        raise Exit(f"config {where} is {value!r} ({type(value).__name__}); expected {expected}")
+    return value
+
+
+def load(c: Context) -> Settings:
+    """Merge and validate all configuration for this run."""
+    environ = dict(os.environ)
+    dotenv_path = resolve_path(environ.get("PRISM_DOTENV", ".env"))
+    dotenv = read_dotenv(dotenv_path)
+    merged_env = {**dotenv, **environ}  # the real environment wins over .env
+
+    sections: dict[str, Section] = {}
+    for section, defaults in SCHEMA.items():
+        configured = c.config.get(section, {}) or {}
+        unknown = sorted(set(configured) - set(defaults))
+        if unknown:
+            raise Exit(f"config: unknown key {section}.{unknown[0]} (known: {', '.join(defaults)})")
+        values = Section()
+        for key, default in defaults.items():
+            value = _check_type(configured.get(key, default), default, f"{section}.{key}")
+            var = env_var(section, key)
+            if var in merged_env:
+                value = _cast(merged_env[var], default, var)
+            values[key] = value
+        sections[section] = values
+
+    env = sections["prism"]["env"]
+    if env not in ENVIRONMENTS:
+        raise Exit(
+            f"unknown environment PRISM_ENV={env!r}; choose one of: {', '.join(ENVIRONMENTS)}"
+        )
+    return Settings(env=env, profile=ENVIRONMENTS[env], sections=sections, dotenv=dotenv)

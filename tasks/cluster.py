@@ -1,0 +1,156 @@
+"""Cluster lifecycle: create / start / stop / delete / purge / status, for k3d or the simulated
+cluster (kwok). The provider modules do the tool-specific work; this module is the CLI surface."""
+
+from __future__ import annotations
+
+import time
+from types import ModuleType
+
+from invoke import Collection, Context, Exit, task
+
+from . import _command, _k3d, _kwok, _settings
+from ._command import Target
+
+PROVIDER_HELP = "Cluster provider: auto (k3d when Docker answers, else kwok), k3d or kwok."
+
+
+def provider_module(t: Target) -> ModuleType:
+    """Each provider module offers exists, create, start, stop, delete, purge, names."""
+    return _k3d if t.provider == "k3d" else _kwok
+
+
+def _target(c: Context, provider: str | None, announce: bool = True) -> Target:
+    t = _command.target(c, provider)
+    if announce:
+        print(f"provider: {t.provider} ({t.reason}); cluster {t.name}, context {t.context}")
+    return t
+
+
+def wait_nodes_ready(c: Context, timeout: int) -> None:
+    """Block until every node reports Ready (kubectl wait watches; it does not poll)."""
+    _command.kubectl(c, "wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={timeout}s")
+
+
+@task(help={"provider": PROVIDER_HELP})
+def create(c, provider=None):
+    """Create the cluster of the selected environment and wait for its nodes (idempotent)."""
+    t = _target(c, provider)
+    s = _settings.load(c)
+    impl = provider_module(t)
+    if impl.exists(c, s, t):
+        impl.report_existing(c, s, t)
+        return
+    started = time.monotonic()
+    impl.create(c, s, t)
+    wait_nodes_ready(c, s.cluster.wait_timeout)
+    print(f"cluster {t.name} ready in {time.monotonic() - started:.1f}s")
+
+
+@task(help={"provider": PROVIDER_HELP})
+def start(c, provider=None):
+    """Start a stopped cluster and wait for its nodes."""
+    t = _target(c, provider)
+    s = _settings.load(c)
+    impl = provider_module(t)
+    _require_exists(c, s, t, impl)
+    impl.start(c, s, t)
+    wait_nodes_ready(c, s.cluster.wait_timeout)
+
+
+@task(help={"provider": PROVIDER_HELP})
+def stop(c, provider=None):
+    """Stop the cluster, keeping its state for `cluster.start`."""
+    t = _target(c, provider)
+    s = _settings.load(c)
+    impl = provider_module(t)
+    _require_exists(c, s, t, impl)
+    impl.stop(c, s, t)
+
+
+@task(help={"provider": PROVIDER_HELP})
+def delete(c, provider=None):
+    """Delete the cluster; data in the environment's data directory is kept."""
+    t = _target(c, provider)
+    s = _settings.load(c)
+    impl = provider_module(t)
+    if not impl.exists(c, s, t):
+        print(f"cluster {t.name} does not exist ({t.provider}); nothing to delete")
+        return
+    impl.delete(c, s, t)
+    print(f"cluster {t.name} deleted; data kept in {s.data_dir} (`inv cluster.purge` removes it)")
+
+
+@task(
+    help={
+        "provider": PROVIDER_HELP,
+        "yes": "Do not ask for confirmation before removing the data directory.",
+    }
+)
+def purge(c, provider=None, yes=False):
+    """Delete the cluster and remove its data directory (asks first unless --yes)."""
+    t = _target(c, provider)
+    s = _settings.load(c)
+    if not yes:
+        answer = input(f"remove cluster {t.name} and everything in {s.data_dir}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise Exit("purge cancelled; nothing was removed", code=1)
+    impl = provider_module(t)
+    if impl.exists(c, s, t):
+        impl.delete(c, s, t)
+    impl.purge(c, s, t)
+    print(f"cluster {t.name} purged")
+
+
+@task(help={"provider": PROVIDER_HELP})
+def status(c, provider=None):
+    """Show the cluster's provider, context and nodes."""
+    t = _target(c, provider)
+    s = _settings.load(c)
+    impl = provider_module(t)
+    _require_exists(c, s, t, impl)
+    _command.kubectl(c, "get", "nodes", "-o", "wide", dry=False)
+
+
+@task(name="list", help={"provider": PROVIDER_HELP})
+def list_(c, provider=None):
+    """List the clusters the provider knows about."""
+    t = _target(c, provider, announce=False)
+    impl = provider_module(t)
+    names = impl.names(c)
+    print("\n".join(names) if names else f"no {t.provider} clusters")
+
+
+@task(help={"provider": PROVIDER_HELP})
+def kubeconfig(c, provider=None):
+    """Print the kubeconfig file and context this project uses for the cluster."""
+    t = _target(c, provider, announce=False)
+    s = _settings.load(c)
+    impl = provider_module(t)
+    _require_exists(c, s, t, impl)
+    print(f"context {t.context} in {t.kubeconfig or '~/.kube/config (or $KUBECONFIG)'}")
+
+
+def _require_exists(c: Context, s: _settings.Settings, t: Target, impl: ModuleType) -> None:
+    if not impl.exists(c, s, t):
+        raise Exit(
+            f"cluster {t.name} does not exist ({t.provider}); run `inv cluster.create`", code=1
+        )
+
+
+ns = Collection("cluster", create, start, stop, delete, purge, status, list_, kubeconfig)
+_settings.configure(
+    ns,
+    "cluster",
+    {
+        "provider": "auto",  # auto | k3d | kwok
+        "name": "",  # empty: the environment's name (prism-local, prism-dev ...)
+        "servers": 0,  # 0: the environment's count
+        "agents": 0,
+        "http_port": 0,  # 0: the environment's host ports (ERRATA 8)
+        "https_port": 0,
+        "grpc_port": 0,
+        "api_port": 0,
+        "kubeconfig": "",  # empty: kubectl's default ($KUBECONFIG or ~/.kube/config)
+        "wait_timeout": 180,  # seconds for nodes to become Ready
+    },
+)

@@ -1,0 +1,43 @@
+"""Shared fixtures: an isolated configuration per test and a runner for the real `inv`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+INV = str(Path(sys.executable).with_name("inv"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No PRISM_* variable or real .env of the developer leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith("PRISM_") and key not in ("PRISM_SIM_HOME",):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PRISM_DOTENV", str(tmp_path / "test.env"))
+    monkeypatch.setenv("PRISM_DATA_DIR", str(tmp_path / "data"))
+    from tasks import _command
+
+    _command.forget_targets()
+    yield
+    _command.forget_targets()
+
+
+def inv(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `inv` of this virtualenv, as a user would."""
+    return subprocess.run(
+        [INV, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

@@ -1,0 +1,124 @@
+"""The configuration layer: defaults -> invoke.yaml -> environment/.env -> flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from invoke import Config, Context, Exit
+
+import tasks
+from tasks import _settings
+
+
+def context(**overrides: object) -> Context:
+    config = Config(defaults=tasks.ns.configuration(), overrides=overrides)
+    return Context(config=config)
+
+
+def test_default_environment_needs_no_switch() -> None:
+    s = _settings.load(context())
+    assert (s.env, s.cluster_name, s.overlay) == ("local", "prism-local", "local")
+    assert [s.cluster_int(k) for k in ("http_port", "https_port", "grpc_port", "api_port")] == [
+        8080,
+        8443,
+        50051,
+        6443,
+    ]
+
+
+def test_prism_env_switches_name_ports_and_overlay_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PRISM_ENV", "staging")
+    s = _settings.load(context())
+    assert (s.cluster_name, s.overlay, s.cluster_int("api_port")) == (
+        "prism-staging",
+        "staging",
+        6643,
+    )
+    assert (s.cluster_int("servers"), s.cluster_int("agents")) == (1, 2)
+
+
+def test_environments_never_share_a_host_port() -> None:
+    ports = [
+        port
+        for p in _settings.ENVIRONMENTS.values()
+        for port in (p.http_port, p.https_port, p.grpc_port, p.api_port)
+    ]
+    assert len(ports) == len(set(ports))
+
+
+def test_unknown_environment_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRISM_ENV", "qa")
+    with pytest.raises(Exit, match="unknown environment PRISM_ENV='qa'; choose one of: local"):
+        _settings.load(context())
+
+
+def test_environment_overrides_invoke_yaml_values() -> None:
+    c = context(cluster={"wait_timeout": 42})
+    assert _settings.load(c).cluster.wait_timeout == 42
+
+
+def test_environment_variable_wins_over_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRISM_CLUSTER_WAIT_TIMEOUT", "7")
+    c = context(cluster={"wait_timeout": 42})
+    assert _settings.load(c).cluster.wait_timeout == 7
+
+
+def test_dotenv_fills_in_but_never_overrides_the_real_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dotenv = tmp_path / "test.env"
+    dotenv.write_text("PRISM_CLUSTER_AGENTS=5\nPRISM_CLUSTER_SERVERS=3\n")
+    monkeypatch.setenv("PRISM_CLUSTER_SERVERS", "2")
+    s = _settings.load(context())
+    assert (s.cluster_int("agents"), s.cluster_int("servers")) == (5, 2)
+
+
+def test_malformed_dotenv_line_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "test.env").write_text("GOOD=1\nthis line is wrong\n")
+    with pytest.raises(Exit, match=r"test.env:2: cannot parse 'this line is wrong'"):
+        _settings.load(context())
+
+
+def test_environment_value_of_wrong_type_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRISM_CLUSTER_WAIT_TIMEOUT", "soon")
+    with pytest.raises(Exit, match="PRISM_CLUSTER_WAIT_TIMEOUT='soon' is not a whole number"):
+        _settings.load(context())
+
+
+def test_config_value_of_wrong_type_is_rejected() -> None:
+    with pytest.raises(Exit, match=r"config cluster.agents is 'two' \(str\); expected int"):
+        _settings.load(context(cluster={"agents": "two"}))
+
+
+def test_unknown_config_key_is_rejected() -> None:
+    with pytest.raises(Exit, match="unknown key cluster.agnets"):
+        _settings.load(context(cluster={"agnets": 2}))
+
+
+def test_boolean_environment_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(_settings.SCHEMA, "probe", {"flag": False})
+    monkeypatch.setenv("PRISM_PROBE_FLAG", "yes")
+    assert _settings.load(context()).probe.flag is True
+    monkeypatch.setenv("PRISM_PROBE_FLAG", "maybe")
+    with pytest.raises(Exit, match="not a boolean"):
+        _settings.load(context())
+
+
+def test_secret_comes_from_dotenv_and_missing_secret_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "test.env").write_text("PRISM_POSTGRES_PASSWORD=s3cret\n")
+    s = _settings.load(context())
+    assert s.secret("PRISM_POSTGRES_PASSWORD") == "s3cret"
+    with pytest.raises(Exit, match="PRISM_MINIO_ROOT_PASSWORD is not set; copy .env.example"):
+        s.secret("PRISM_MINIO_ROOT_PASSWORD")
+
+
+def test_every_key_documented_in_env_example() -> None:
+    text = (_settings.PROJECT_ROOT / ".env.example").read_text()
+    documented = {line.split("=", 1)[0].lstrip("# ") for line in text.splitlines() if "=" in line}
+    expected = {
+        _settings.env_var(sec, key) for sec, keys in _settings.SCHEMA.items() for key in keys
+    }
+    assert expected <= documented, sorted(expected - documented)
