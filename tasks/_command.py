@@ -74,6 +74,7 @@ def query(c: Context, argv: Sequence[str], **kwargs: Any) -> Result:
     kwargs.setdefault("hide", True)
     kwargs.setdefault("warn", True)
     kwargs.setdefault("echo", False)
+    kwargs.setdefault("in_stream", False)  # never read the terminal for a query
     return run(c, argv, dry=False, **kwargs)
 
 

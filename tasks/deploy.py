@@ -1,44 +1,199 @@
-"""Deploy the Prism stack from manifests/ (kustomize overlays), step by step."""
+"""Deploy the Prism stack from manifests/ (kustomize overlays) in the guide's order."""
 
 from __future__ import annotations
 
+import json
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Context, Exit, task
 
-from . import _command, _settings
+from . import _command, _deploy, _settings
+from .cluster import create as cluster_create
 
-MANIFESTS = _settings.PROJECT_ROOT / "manifests"
+OVERLAY_HELP = "Overlay under manifests/overlays (default: the environment's; see PRISM_ENV)."
+TIMEOUT_HELP = "Seconds each step may wait for readiness (default: deploy.timeout)."
 
 
-def overlay_dir(c, overlay: str | None = None) -> Path:
+def _overlay(c: Context, overlay: str | None) -> str:
+    return overlay or _settings.load(c).overlay
+
+
+def deploy_steps(
+    c: Context, steps: tuple[str, ...], overlay: str | None, timeout: int | None
+) -> None:
+    """Render once, then run the chosen steps with their readiness waits and a timing table."""
     s = _settings.load(c)
-    name = overlay or s.overlay
-    path = MANIFESTS / "overlays" / name
-    if not path.is_dir():
-        known = sorted(p.name for p in (MANIFESTS / "overlays").iterdir() if p.is_dir())
-        raise Exit(f"unknown overlay {name!r}; choose one of: {', '.join(known)}", code=1)
-    return path
+    started = time.monotonic()
+    objects = _deploy.plan_objects(c, _overlay(c, overlay))
+    chosen = [step for step in _deploy.STEPS if step.name in steps]
+    outcomes = _deploy.run_plan(c, objects, chosen, timeout or s.deploy.timeout)
+    _deploy.summarize(outcomes, time.monotonic() - started)
+
+
+@task(name="all", pre=[cluster_create], help={"overlay": OVERLAY_HELP, "timeout": TIMEOUT_HELP})
+def all_(c, overlay=None, timeout=None):
+    """Deploy everything: namespaces, backends, admin, proxy, runners, ingress, HPA."""
+    deploy_steps(c, _deploy.STEP_NAMES, overlay, timeout)
+
+
+def _component_task(step: str, doc: str):  # type: ignore[no-untyped-def]
+    @task(name=step, help={"overlay": OVERLAY_HELP, "timeout": TIMEOUT_HELP})
+    def component(c, overlay=None, timeout=None):
+        deploy_steps(c, (step,), overlay, timeout)
+
+    component.__doc__ = doc
+    component.body.__doc__ = doc
+    return component
+
+
+foundation = _component_task("foundation", "Apply namespaces, the local-storage class and Secrets.")
+admin = _component_task("admin", "Deploy prism-admin (ConfigMap, claim, Deployment, Service).")
+proxy = _component_task("proxy", "Deploy prism-proxy (LoadBalancer Service, Deployment).")
+runners = _component_task("runners", "Deploy the four pattern runners.")
+ingress = _component_task("ingress", "Apply the Ingress routes for prism.local.")
+autoscaling = _component_task("autoscaling", "Apply the prism-proxy HorizontalPodAutoscaler.")
 
 
 @task(
     help={
-        "overlay": "Overlay under manifests/overlays (default: the environment's).",
+        "overlay": OVERLAY_HELP,
         "output": "Write the YAML to this file instead of standard output.",
     }
 )
 def render(c, overlay=None, output=None):
-    """Render the final YAML of an overlay."""
-    path = overlay_dir(c, overlay)
-    result = _command.run(c, ["kubectl", "kustomize", str(path)], dry=False, hide=True)
+    """Render the final YAML of an overlay (Secrets are not included)."""
+    objects = _deploy.plan_objects(c, _overlay(c, overlay), with_secrets=False)
+    text = _deploy.to_yaml(objects)
     if output:
-        Path(output).write_text(result.stdout)
-        print(f"wrote {output}")
+        path = Path(output)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        print(f"wrote {len(objects)} objects to {output}")
     else:
-        print(result.stdout, end="")
+        print(text, end="")
 
 
-ns = Collection("deploy", render)
+@task(help={"overlay": OVERLAY_HELP})
+def diff(c, overlay=None):
+    """Show what deploying the overlay would change in the cluster."""
+    import io
+
+    objects = _deploy.plan_objects(c, _overlay(c, overlay), with_secrets=False)
+    result = _command.kubectl(
+        c,
+        "diff",
+        "--server-side",
+        f"--field-manager={_deploy.FIELD_MANAGER}",
+        "--force-conflicts",
+        "-f",
+        "-",
+        in_stream=io.StringIO(_deploy.to_yaml(objects)),
+        dry=False,
+        warn=True,
+    )
+    if result.exited == 0:
+        print("no changes")
+    elif result.exited != 1:  # kubectl diff: 1 means differences, >1 an error
+        raise Exit(f"kubectl diff failed (exit {result.exited})", code=result.exited)
+
+
+@task
+def status(c):
+    """Show every Prism workload with ready/desired replicas and age."""
+    result = _command.kubectl(
+        c,
+        "get",
+        "deployments,statefulsets",
+        "--all-namespaces",
+        "-l",
+        "app.kubernetes.io/part-of=prism",
+        "-o",
+        "json",
+        dry=False,
+        hide=True,
+    )
+    items = json.loads(result.stdout or "{}").get("items", [])
+    if not items:
+        print("no Prism workloads; run `inv deploy.all`")
+        return
+    print(format_status(items, datetime.now(UTC)))
+
+
+def format_status(items: list[dict], now: datetime) -> str:
+    rows = [("NAMESPACE", "KIND", "NAME", "READY", "AGE", "")]
+    for item in sorted(items, key=lambda i: (i["metadata"]["namespace"], i["metadata"]["name"])):
+        meta, status = item["metadata"], item.get("status", {})
+        created = datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00"))
+        ready = f"{status.get('readyReplicas', 0)}/{item['spec'].get('replicas', 1)}"
+        mark = "" if _deploy.is_ready(item) else "not ready"
+        rows.append(
+            (meta["namespace"], item["kind"], meta["name"], ready, _age(now - created), mark)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+        + f"  {row[5]}".rstrip()
+        for row in rows
+    )
+
+
+def _age(delta) -> str:  # type: ignore[no-untyped-def]
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@task(
+    help={
+        "overlay": OVERLAY_HELP,
+        "yes": "Do not ask for confirmation.",
+    }
+)
+def delete(c, overlay=None, yes=False):
+    """Delete every object of the overlay from the cluster (asks first unless --yes)."""
+    import io
+
+    t = _command.target(c)
+    from . import _guard  # written alongside the k3d provider (ERRATA 20)
+
+    _guard.require_owned(c, t)
+    if not yes:
+        answer = input(f"delete the Prism stack from cluster {t.name}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise Exit("delete cancelled; nothing was removed", code=1)
+    objects = _deploy.plan_objects(c, _overlay(c, overlay), with_secrets=False)
+    keep = {"Namespace", "StorageClass"}
+    doomed = [o for o in objects if o["kind"] not in keep]
+    _command.kubectl(
+        c,
+        "delete",
+        "--ignore-not-found",
+        "--wait=false",
+        "-f",
+        "-",
+        in_stream=io.StringIO(_deploy.to_yaml(doomed)),
+    )
+
+
+ns = Collection(
+    "deploy",
+    all_,
+    foundation,
+    admin,
+    proxy,
+    runners,
+    ingress,
+    autoscaling,
+    render,
+    diff,
+    status,
+    delete,
+)
 _settings.configure(
     ns,
     "deploy",

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from invoke import Config, Context
 
 ROOT = Path(__file__).resolve().parent.parent
 INV = str(Path(sys.executable).with_name("inv"))
@@ -41,3 +42,12 @@ def inv(
         text=True,
         timeout=600,
     )
+
+
+def make_context(**overrides: object) -> Context:
+    """An invoke Context carrying the collection's defaults, as `inv` would build it."""
+    import tasks
+
+    config = Config(overrides=overrides)
+    config.load_collection(tasks.ns.configuration())
+    return Context(config=config)

@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from invoke import Config, Context, Exit
+from conftest import make_context
+from invoke import Context, Exit
 
-import tasks
 from tasks import _settings
 
 
 def context(**overrides: object) -> Context:
-    config = Config(defaults=tasks.ns.configuration(), overrides=overrides)
-    return Context(config=config)
+    return make_context(**overrides)
 
 
 def test_default_environment_needs_no_switch() -> None:

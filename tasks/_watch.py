@@ -1,0 +1,129 @@
+"""Waiting on workloads through the Kubernetes API with watches, and explaining a timeout.
+
+A watch is re-opened every HEARTBEAT seconds only to print what is still pending; readiness
+changes arrive as events, not by sleeping and polling.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+from invoke import Context, Exit
+
+from . import _kube
+from ._deploy import Progress, is_ready
+
+HEARTBEAT = 10
+
+IMAGE_REASONS = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
+
+
+def until_ready(
+    c: Context,
+    step: str,
+    pending: set[tuple[str, str, str]],
+    deadline: float,
+    progress: Progress,
+) -> None:
+    from kubernetes import client, watch
+
+    started = time.monotonic()
+    groups: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for kind, namespace, name in pending:
+        groups[(kind, namespace)].add(name)
+
+    with _kube.api_client(c) as api:
+        apps = client.AppsV1Api(api)
+        listers = {
+            "Deployment": apps.list_namespaced_deployment,
+            "StatefulSet": apps.list_namespaced_stateful_set,
+        }
+        for (kind, namespace), names in sorted(groups.items()):
+            status: dict[str, str] = {name: "0/?" for name in names}
+            while names:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    name = sorted(names)[0]
+                    raise Exit(explain(api, step, kind, namespace, name, status[name], started))
+                stream = watch.Watch().stream(
+                    listers[kind],
+                    namespace,
+                    label_selector="app.kubernetes.io/part-of=prism",
+                    timeout_seconds=max(1, int(min(HEARTBEAT, remaining))),
+                )
+                for event in stream:
+                    obj = api.sanitize_for_serialization(event["object"])
+                    name = obj["metadata"]["name"]
+                    if name not in names:
+                        continue
+                    ready = (obj.get("status") or {}).get("readyReplicas", 0)
+                    status[name] = f"{ready}/{obj['spec'].get('replicas', 1)}"
+                    if is_ready(obj):
+                        names.discard(name)
+                        elapsed = time.monotonic() - started
+                        progress.say(
+                            f"  ✓ {kind.lower()} {namespace}/{name} ready ({elapsed:.1f}s)"
+                        )
+                    if not names:
+                        break
+                if names:
+                    waiting = ", ".join(f"{n} {status[n]}" for n in sorted(names))
+                    progress.say(
+                        f"  … {step}: waiting for {waiting} ({time.monotonic() - started:.0f}s)"
+                    )
+
+
+def explain(
+    api: Any, step: str, kind: str, namespace: str, name: str, ready: str, started: float
+) -> str:
+    """One failing object, its pods' states and recent events, and the fix to try."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    apps = client.AppsV1Api(api)
+    read = (
+        apps.read_namespaced_deployment
+        if kind == "Deployment"
+        else apps.read_namespaced_stateful_set
+    )
+    workload = read(name, namespace)
+    selector = ",".join(f"{k}={v}" for k, v in (workload.spec.selector.match_labels or {}).items())
+    lines = [
+        f"{step}: {kind.lower()} {namespace}/{name} not Ready after "
+        f"{time.monotonic() - started:.0f}s ({ready} ready)"
+    ]
+    hint = f"inspect it with `kubectl -n {namespace} describe {kind.lower()} {name}`"
+    found = core.list_namespaced_pod(namespace, label_selector=selector)
+    pods: list[dict[str, Any]] = api.sanitize_for_serialization(found)["items"]
+    for pod in pods[:3]:
+        pod_name, phase = pod["metadata"]["name"], pod.get("status", {}).get("phase", "")
+        reasons = [
+            cs["state"]["waiting"]["reason"]
+            for cs in pod.get("status", {}).get("containerStatuses", [])
+            if cs.get("state", {}).get("waiting", {}).get("reason")
+        ]
+        lines.append(f"  pod {pod_name}: {phase} {' '.join(reasons)}".rstrip())
+        if IMAGE_REASONS & set(reasons):
+            images = ", ".join(ct["image"] for ct in pod["spec"]["containers"])
+            hint = (
+                f"the image ({images}) is not in the cluster: run `inv images.build images.import`"
+            )
+        for event in _events(core, namespace, "Pod", pod_name):
+            lines.append(f"    {event}")
+            if "didn't match" in event or "Insufficient" in event:
+                hint = "no node can run this pod: check nodeSelector/affinity and resource requests"
+            if "unbound immediate PersistentVolumeClaims" in event:
+                hint = "its claim does not bind: check `kubectl get storageclass local-storage`"
+    if not pods:
+        lines.append("  no pods were created")
+        lines += [f"    {e}" for e in _events(core, namespace, kind, name)]
+    lines.append(f"  hint: {hint}; then run the same task again")
+    return "\n".join(lines)
+
+
+def _events(core: Any, namespace: str, kind: str, name: str) -> list[str]:
+    selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+    events = core.list_namespaced_event(namespace, field_selector=selector).items
+    return [f"{e.type} {e.reason}: {e.message}" for e in events[-5:]]

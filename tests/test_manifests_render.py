@@ -1,0 +1,543 @@
+"""Render every kustomize tree under manifests/ and pin what the guide and the deploy code rely on.
+
+No cluster: `kubectl kustomize` builds each tree and the tests read the objects it prints.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("kubectl") is None,
+    reason="kubectl (with built-in kustomize) is not on PATH",
+)
+
+OVERLAYS = ["local", "ci", "dev", "staging", "prod"]
+BASES = sorted(p.name for p in (MANIFESTS / "base").iterdir() if p.is_dir())
+# Invariants that hold for the stack as a whole hold for each building block too, including
+# the Kafka base that no overlay deploys by default.
+EVERY_TREE = [f"overlays/{o}" for o in OVERLAYS] + [f"base/{b}" for b in BASES]
+
+WITH_INGRESS = ["local", "dev", "staging", "prod"]
+WITH_HPA = ["local", "dev", "staging", "prod"]
+
+# The label contract: app.kubernetes.io/name is the base directory, component is its tier.
+TIER_OF = {
+    "namespaces": "foundation",
+    "storage": "foundation",
+    "redis": "backend",
+    "nats": "backend",
+    "minio": "backend",
+    "postgres": "backend",
+    "kafka": "backend",
+    "prism-admin": "admin",
+    "prism-proxy": "proxy",
+    "keyvalue-runner": "runner",
+    "consumer-runner": "runner",
+    "producer-runner": "runner",
+    "mailbox-runner": "runner",
+    "ingress": "ingress",
+    "hpa": "autoscaling",
+}
+
+# The Secrets the deploy code creates from .env: name -> (namespace, keys).
+SECRETS = {
+    "minio-credentials": ("prism-backends", {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}),
+    "postgres-credentials": (
+        "prism-backends",
+        {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"},
+    ),
+    "mailbox-s3-credentials": ("prism", {"S3_ACCESS_KEY", "S3_SECRET_KEY"}),
+}
+SECRET_ENV_NAMES = set().union(*(keys for _, keys in SECRETS.values()))
+
+# (workload, env var) -> (Secret, key) it must be read from.
+CREDENTIAL_ENV = {
+    ("minio", "MINIO_ROOT_USER"): ("minio-credentials", "MINIO_ROOT_USER"),
+    ("minio", "MINIO_ROOT_PASSWORD"): ("minio-credentials", "MINIO_ROOT_PASSWORD"),
+    ("postgres", "POSTGRES_USER"): ("postgres-credentials", "POSTGRES_USER"),
+    ("postgres", "POSTGRES_PASSWORD"): ("postgres-credentials", "POSTGRES_PASSWORD"),
+    ("postgres", "POSTGRES_DB"): ("postgres-credentials", "POSTGRES_DB"),
+    ("mailbox-runner", "S3_ACCESS_KEY"): ("mailbox-s3-credentials", "S3_ACCESS_KEY"),
+    ("mailbox-runner", "S3_SECRET_KEY"): ("mailbox-s3-credentials", "S3_SECRET_KEY"),
+}
+
+# The guide's workloads, steps 3-6 (NATS pinned per ERRATA 4): kind, namespace, name, replicas, image.
+GUIDE_WORKLOADS = [
+    ("StatefulSet", "prism-backends", "redis", 1, "redis:7-alpine"),
+    ("StatefulSet", "prism-backends", "nats", 1, "nats:2.10-alpine"),
+    ("StatefulSet", "prism-backends", "minio", 1, "minio/minio:latest"),
+    ("StatefulSet", "prism-backends", "postgres", 1, "postgres:16-alpine"),
+    ("Deployment", "prism", "prism-admin", 1, "prism-admin:latest"),
+    ("Deployment", "prism", "prism-proxy", 2, "prism-proxy:latest"),
+    ("StatefulSet", "prism", "keyvalue-runner", 1, "keyvalue-runner:latest"),
+    ("Deployment", "prism", "consumer-runner", 2, "consumer-runner:latest"),
+    ("Deployment", "prism", "producer-runner", 2, "producer-runner:latest"),
+    ("StatefulSet", "prism", "mailbox-runner", 1, "mailbox-runner:latest"),
+]
+
+# "Resource Limits and Scaling": prism-proxy replicas, (memory, cpu) requests and limits.
+PROFILES = {
+    "small": (1, ("128Mi", "100m"), ("256Mi", "500m")),
+    "medium": (2, ("256Mi", "200m"), ("512Mi", "1000m")),
+    "large": (3, ("512Mi", "500m"), ("1Gi", "2000m")),
+}
+# local carries the guide's own numbers, which are the medium profile's.
+PROFILE_OF = {
+    "local": "medium",
+    "ci": "small",
+    "dev": "small",
+    "staging": "medium",
+    "prod": "large",
+}
+
+GUIDE_HPA_SPEC = {
+    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "prism-proxy"},
+    "minReplicas": 2,
+    "maxReplicas": 10,
+    "metrics": [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 70},
+            },
+        },
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "memory",
+                "target": {"type": "Utilization", "averageUtilization": 80},
+            },
+        },
+    ],
+}
+
+DEPRECATED_KUSTOMIZE_FIELDS = {
+    "commonLabels",
+    "bases",
+    "patchesStrategicMerge",
+    "patchesJson6902",
+    "vars",
+}
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rendered:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def objects(self) -> list[dict[str, Any]]:
+        assert self.returncode == 0, f"kubectl kustomize failed:\n{self.stderr}"
+        return [doc for doc in yaml.safe_load_all(self.stdout) if doc]
+
+
+@functools.cache
+def _render_path(path: str) -> Rendered:
+    proc = subprocess.run(
+        ["kubectl", "kustomize", path], capture_output=True, text=True, check=False
+    )
+    return Rendered(proc.returncode, proc.stdout, proc.stderr)
+
+
+def render(tree: str) -> Rendered:
+    """Render a tree given relative to manifests/, e.g. "overlays/local"."""
+    return _render_path(str(MANIFESTS / tree))
+
+
+def objects(tree: str) -> list[dict[str, Any]]:
+    return render(tree).objects
+
+
+def overlay(name: str) -> list[dict[str, Any]]:
+    return objects(f"overlays/{name}")
+
+
+# --- reading objects -----------------------------------------------------------------------------
+
+
+def ident(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{obj['kind']} {meta.get('namespace', '-')}/{meta['name']}"
+
+
+def of_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def the(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in of_kind(objs, kind) if o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def workloads(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] in WORKLOAD_KINDS]
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    return workload["spec"]["template"]["spec"]
+
+
+def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = pod_spec(workload)
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def only_container(workload: dict[str, Any]) -> dict[str, Any]:
+    (container,) = pod_spec(workload)["containers"]
+    return container
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def walk(node: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping inside node, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from walk(item)
+
+
+def ingress_routes(ingress: dict[str, Any]) -> list[tuple[str, str, str, int]]:
+    """(host, path, service, port) for every path of the Ingress."""
+    return [
+        (
+            rule["host"],
+            p["path"],
+            p["backend"]["service"]["name"],
+            p["backend"]["service"]["port"]["number"],
+        )
+        for rule in ingress["spec"]["rules"]
+        for p in rule["http"]["paths"]
+    ]
+
+
+def ingress_to(objs: list[dict[str, Any]], service: str) -> dict[str, Any]:
+    found = [i for i in of_kind(objs, "Ingress") if any(r[2] == service for r in ingress_routes(i))]
+    assert len(found) == 1, f"expected one Ingress routing to {service}, found {len(found)}"
+    return found[0]
+
+
+# --- every tree renders and follows the contracts ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_overlay_renders_without_warnings(name: str) -> None:
+    result = render(f"overlays/{name}")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.objects
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_base_component_renders_alone_without_warnings(base: str) -> None:
+    result = render(f"base/{base}")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.objects
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_base_component_is_named_after_its_directory(base: str) -> None:
+    for obj in objects(f"base/{base}"):
+        assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == base, ident(obj)
+
+
+@pytest.mark.parametrize("tree", EVERY_TREE)
+def test_every_object_carries_the_label_contract(tree: str) -> None:
+    for obj in objects(tree):
+        labels = obj["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/part-of") == "prism", ident(obj)
+        name = labels.get("app.kubernetes.io/name")
+        assert name in TIER_OF, f"{ident(obj)}: unknown app.kubernetes.io/name {name!r}"
+        assert labels.get("app.kubernetes.io/component") == TIER_OF[name], ident(obj)
+
+
+@pytest.mark.parametrize("tree", EVERY_TREE)
+def test_pods_carry_the_label_contract(tree: str) -> None:
+    for workload in workloads(objects(tree)):
+        pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+        for key in (
+            "app.kubernetes.io/part-of",
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/component",
+        ):
+            assert pod_labels[key] == workload["metadata"]["labels"][key], (
+                f"{ident(workload)}: {key}"
+            )
+
+
+@pytest.mark.parametrize("tree", EVERY_TREE)
+def test_selectors_keep_only_the_guides_app_label(tree: str) -> None:
+    for workload in workloads(objects(tree)):
+        assert set(workload["spec"]["selector"]["matchLabels"]) == {"app"}, ident(workload)
+    for service in of_kind(objects(tree), "Service"):
+        assert set(service["spec"]["selector"]) == {"app"}, ident(service)
+
+
+def test_no_kustomization_uses_deprecated_fields() -> None:
+    for path in MANIFESTS.rglob("kustomization.yaml"):
+        fields = set(yaml.safe_load(path.read_text()))
+        assert not fields & DEPRECATED_KUSTOMIZE_FIELDS, (
+            f"{path.relative_to(MANIFESTS)}: {fields & DEPRECATED_KUSTOMIZE_FIELDS}"
+        )
+
+
+# --- credentials (ERRATA 1) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tree", EVERY_TREE)
+def test_no_secret_value_is_committed(tree: str) -> None:
+    objs = objects(tree)
+    for secret in of_kind(objs, "Secret"):
+        assert not secret.get("data") and not secret.get("stringData"), ident(secret)
+    for workload in workloads(objs):
+        for container in containers(workload):
+            for name, entry in env_of(container).items():
+                if name in SECRET_ENV_NAMES:
+                    assert "value" not in entry, f"{ident(workload)}: {name} has a literal value"
+    # The guide's default credentials must not reappear anywhere else either.
+    assert "minioadmin" not in render(tree).stdout
+
+
+@pytest.mark.parametrize("tree", EVERY_TREE)
+def test_every_secret_reference_names_a_known_secret_and_key(tree: str) -> None:
+    for obj in objects(tree):
+        namespace = obj["metadata"].get("namespace")
+        for node in walk(obj):
+            if "secretKeyRef" in node:
+                ref = node["secretKeyRef"]
+                assert ref["name"] in SECRETS, f"{ident(obj)}: unknown Secret {ref['name']}"
+                secret_namespace, keys = SECRETS[ref["name"]]
+                assert namespace == secret_namespace, (
+                    f"{ident(obj)}: {ref['name']} lives in {secret_namespace}"
+                )
+                assert ref["key"] in keys, f"{ident(obj)}: {ref['name']} has no key {ref['key']}"
+            # Whole-Secret mounts would bypass the name/key contract.
+            assert "secretRef" not in node, ident(obj)
+            assert not ("secret" in node and "secretName" in node.get("secret", {})), ident(obj)
+
+
+@pytest.mark.parametrize(("workload", "env_name"), sorted(CREDENTIAL_ENV))
+def test_credentials_come_from_their_secret(workload: str, env_name: str) -> None:
+    obj = the(overlay("local"), "StatefulSet", workload)
+    entry = env_of(only_container(obj))[env_name]
+    secret, key = CREDENTIAL_ENV[(workload, env_name)]
+    assert entry["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}
+
+
+# --- the guide's stack ---------------------------------------------------------------------------
+
+
+def test_local_overlay_runs_exactly_the_guides_workloads() -> None:
+    rendered = {
+        (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in workloads(overlay("local"))
+    }
+    assert rendered == {(kind, ns, name) for kind, ns, name, _, _ in GUIDE_WORKLOADS}
+
+
+@pytest.mark.parametrize(("kind", "namespace", "name", "replicas", "image"), GUIDE_WORKLOADS)
+def test_local_workload_has_the_guides_replicas_and_image(
+    kind: str, namespace: str, name: str, replicas: int, image: str
+) -> None:
+    obj = the(overlay("local"), kind, name)
+    assert obj["metadata"]["namespace"] == namespace
+    assert obj["spec"]["replicas"] == replicas
+    assert only_container(obj)["image"] == image
+
+
+def test_local_overlay_creates_the_guides_namespaces_and_storage_class() -> None:
+    objs = overlay("local")
+    assert {n["metadata"]["name"] for n in of_kind(objs, "Namespace")} == {
+        "prism",
+        "prism-backends",
+    }
+    storage = the(objs, "StorageClass", "local-storage")
+    assert storage["provisioner"] == "rancher.io/local-path"
+    assert storage["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert storage["reclaimPolicy"] == "Delete"
+
+
+def test_proxy_probes_over_grpc_behind_the_guides_load_balancer() -> None:
+    objs = overlay("local")
+    proxy = only_container(the(objs, "Deployment", "prism-proxy"))
+    assert proxy["livenessProbe"]["grpc"] == {"port": 50051}
+    assert proxy["readinessProbe"]["grpc"] == {"port": 50051}
+    service = the(objs, "Service", "prism-proxy")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["metadata"]["annotations"] == {
+        "service.beta.kubernetes.io/aws-load-balancer-type": "nlb"
+    }
+    assert {p["port"] for p in service["spec"]["ports"]} == {50051, 9090}
+
+
+def test_nats_is_pinned_with_jetstream_and_monitoring() -> None:
+    objs = overlay("local")
+    nats = only_container(the(objs, "StatefulSet", "nats"))
+    assert nats["image"] == "nats:2.10-alpine"
+    assert "-js" in nats["args"]
+    assert nats["args"][nats["args"].index("-m") + 1] == "8222"
+    assert {p["port"] for p in the(objs, "Service", "nats")["spec"]["ports"]} == {4222, 8222}
+
+
+def test_kafka_is_left_out_of_the_local_overlay() -> None:
+    assert not [o for o in overlay("local") if o["metadata"]["name"] == "kafka"]
+
+
+def test_kafka_component_adds_a_single_node_kraft_broker(tmp_path: Path) -> None:
+    to_manifests = os.path.relpath(MANIFESTS, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        f"resources:\n- {to_manifests}/overlays/local\n"
+        f"components:\n- {to_manifests}/components/kafka\n"
+    )
+    result = _render_path(str(tmp_path))
+    assert result.stderr == ""
+    kafka = the(result.objects, "StatefulSet", "kafka")
+    assert kafka["metadata"]["labels"]["app.kubernetes.io/component"] == "backend"
+    assert kafka["spec"]["replicas"] == 1
+    container = only_container(kafka)
+    assert container["image"] == "apache/kafka:3.7.0"
+    env = {name: entry.get("value") for name, entry in env_of(container).items()}
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert (
+        env["KAFKA_ADVERTISED_LISTENERS"]
+        == "PLAINTEXT://kafka-0.kafka.prism-backends.svc.cluster.local:9092"
+    )
+    assert "KAFKA_ZOOKEEPER_CONNECT" not in env
+    (claim,) = kafka["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["storageClassName"] == "local-storage"
+
+
+# --- StatefulSets (ERRATA 2, 3) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tree", EVERY_TREE)
+def test_every_statefulset_has_a_headless_governing_service(tree: str) -> None:
+    objs = objects(tree)
+    for sts in of_kind(objs, "StatefulSet"):
+        namespace = sts["metadata"]["namespace"]
+        governing = [
+            s
+            for s in of_kind(objs, "Service")
+            if s["metadata"]["name"] == sts["spec"]["serviceName"]
+            and s["metadata"]["namespace"] == namespace
+        ]
+        assert len(governing) == 1, f"{ident(sts)}: no Service {sts['spec']['serviceName']}"
+        assert governing[0]["spec"].get("clusterIP") == "None", (
+            f"{ident(governing[0])} is not headless"
+        )
+        assert governing[0]["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("tree", EVERY_TREE)
+def test_every_statefulset_mounts_its_claims(tree: str) -> None:
+    for sts in of_kind(objects(tree), "StatefulSet"):
+        mounted = {m["name"] for c in containers(sts) for m in c.get("volumeMounts", [])}
+        for claim in sts["spec"].get("volumeClaimTemplates", []):
+            assert claim["metadata"]["name"] in mounted, (
+                f"{ident(sts)}: claim {claim['metadata']['name']} unmounted"
+            )
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_mailbox_runner_mounts_its_claim_at_data(name: str) -> None:
+    mailbox = the(overlay(name), "StatefulSet", "mailbox-runner")
+    (claim,) = mailbox["spec"]["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in only_container(mailbox)["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == "/data"
+
+
+# --- ingress (ERRATA 6) --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", WITH_INGRESS)
+def test_admin_ingress_is_plain_http(name: str) -> None:
+    admin = ingress_to(overlay(name), "prism-admin")
+    assert ingress_routes(admin) == [("prism.local", "/admin", "prism-admin", 8080)]
+    annotations = admin["metadata"].get("annotations", {})
+    assert "nginx.ingress.kubernetes.io/backend-protocol" not in annotations
+    assert "nginx.ingress.kubernetes.io/grpc-backend" not in annotations
+
+
+@pytest.mark.parametrize("name", WITH_INGRESS)
+def test_grpc_ingress_sends_everything_else_to_the_proxy(name: str) -> None:
+    grpc = ingress_to(overlay(name), "prism-proxy")
+    assert ingress_routes(grpc) == [("prism.local", "/", "prism-proxy", 50051)]
+    assert grpc["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+
+
+@pytest.mark.parametrize("name", WITH_INGRESS)
+def test_ingresses_use_the_nginx_class(name: str) -> None:
+    ingresses = of_kind(overlay(name), "Ingress")
+    assert len(ingresses) == 2
+    assert {i["spec"]["ingressClassName"] for i in ingresses} == {"nginx"}
+
+
+def test_ci_leaves_out_ingress_and_hpa() -> None:
+    kinds = {o["kind"] for o in overlay("ci")}
+    assert "Ingress" not in kinds
+    assert "HorizontalPodAutoscaler" not in kinds
+
+
+# --- sizing and autoscaling ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_overlay_sizes_the_proxy_by_its_profile(name: str) -> None:
+    replicas, (req_memory, req_cpu), (lim_memory, lim_cpu) = PROFILES[PROFILE_OF[name]]
+    proxy = the(overlay(name), "Deployment", "prism-proxy")
+    assert proxy["spec"]["replicas"] == replicas
+    assert only_container(proxy)["resources"] == {
+        "requests": {"memory": req_memory, "cpu": req_cpu},
+        "limits": {"memory": lim_memory, "cpu": lim_cpu},
+    }
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_profiles_leave_the_other_workloads_at_the_guides_replicas(name: str) -> None:
+    for kind, _, workload, replicas, _ in GUIDE_WORKLOADS:
+        if workload != "prism-proxy":
+            assert the(overlay(name), kind, workload)["spec"]["replicas"] == replicas, workload
+
+
+def test_local_hpa_is_the_guides() -> None:
+    hpa = the(overlay("local"), "HorizontalPodAutoscaler", "prism-proxy-hpa")
+    assert hpa["metadata"]["namespace"] == "prism"
+    assert hpa["spec"] == GUIDE_HPA_SPEC
+
+
+@pytest.mark.parametrize("name", WITH_HPA)
+def test_hpa_floor_is_not_below_the_proxy_replicas(name: str) -> None:
+    objs = overlay(name)
+    hpa = the(objs, "HorizontalPodAutoscaler", "prism-proxy-hpa")
+    proxy = the(objs, hpa["spec"]["scaleTargetRef"]["kind"], hpa["spec"]["scaleTargetRef"]["name"])
+    assert hpa["spec"]["minReplicas"] >= proxy["spec"]["replicas"]
+    assert hpa["spec"]["maxReplicas"] >= hpa["spec"]["minReplicas"]
