@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,8 @@ def is_remote(c: Context) -> bool:
 def require(c: Context, tool: str) -> None:
     """Fail early, with the fix, when a local tool is missing (remote hosts answer for
     themselves: their `command not found` surfaces as exit 127)."""
+    import shutil  # not at import time: `inv --list` stays fast
+
     if is_remote(c) or shutil.which(tool, path=_path(c)):
         return
     hint = INSTALL_HINTS.get(tool, f"install {tool}")
@@ -95,7 +96,9 @@ _targets: dict[tuple[str, str, str], Target] = {}
 
 def docker_answers(c: Context) -> bool:
     """Does a Docker daemon answer on the machine that runs the commands?"""
-    if not is_remote(c) and shutil.which("docker", path=_path(c)) is None:
+    try:
+        require(c, "docker")
+    except Exit:
         return False
     result = query(c, ["docker", "info", "--format", "{{.ServerVersion}}"], timeout=15)
     return result.ok and bool(result.stdout.strip())

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from invoke import Context, Exit
 
 from . import _command, _settings
@@ -79,6 +78,8 @@ def overlay_dir(name: str) -> Path:
 
 def kustomize(c: Context, path: Path) -> list[dict[str, Any]]:
     """Render a kustomization locally into objects."""
+    import yaml  # imported here: `inv --list` should not pay for it
+
     result = _command.query(local(c), ["kubectl", "kustomize", str(path)])
     if not result.ok:
         raise Exit(f"cannot render {path}: {result.stderr.strip()}", code=1)
@@ -182,6 +183,8 @@ def claims(objects: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def to_yaml(objects: Iterable[dict[str, Any]]) -> str:
+    import yaml
+
     return yaml.safe_dump_all(list(objects), sort_keys=False)
 
 

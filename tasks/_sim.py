@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -40,6 +39,8 @@ def cache_home() -> Path:
 
 def bin_dir() -> Path:
     """The directory for the current pins; it changes whenever a pin changes."""
+    import hashlib
+
     digest = hashlib.sha256(VERSIONS_FILE.read_bytes()).hexdigest()[:12]
     return cache_home() / f"bin-{digest}"
 
