@@ -5,12 +5,12 @@ This module only assembles; each namespace module carries its own tasks and defa
 
 from invoke import Collection
 
-from . import backends, backup, chaos, cluster, deploy, images, observe
+from . import backends, backup, chaos, cluster, deploy, images, ingress, observe
 from ._settings import configure
 from .doctor import doctor
 
 ns = Collection()
-for module in (cluster, images, backends, deploy, observe, backup, chaos):
+for module in (cluster, images, ingress, backends, deploy, observe, backup, chaos):
     ns.add_collection(module.ns)
 ns.add_task(doctor)
 

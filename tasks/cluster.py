@@ -3,12 +3,13 @@ cluster (kwok). The provider modules do the tool-specific work; this module is t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from types import ModuleType
 
 from invoke import Collection, Context, Exit, task
 
-from . import _command, _k3d, _kwok, _settings
+from . import _command, _guard, _k3d, _kwok, _settings
 from ._command import Target
 
 PROVIDER_HELP = "Cluster provider: auto (k3d when Docker answers, else kwok), k3d or kwok."
@@ -21,6 +22,8 @@ def provider_module(t: Target) -> ModuleType:
 
 def _target(c: Context, provider: str | None, announce: bool = True) -> Target:
     t = _command.target(c, provider)
+    if t.provider == "k3d":
+        _k3d.require_docker(c)
     if announce:
         print(f"provider: {t.provider} ({t.reason}); cluster {t.name}, context {t.context}")
     return t
@@ -31,19 +34,34 @@ def wait_nodes_ready(c: Context, timeout: int) -> None:
     _command.kubectl(c, "wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={timeout}s")
 
 
-@task(help={"provider": PROVIDER_HELP})
-def create(c, provider=None):
+@task(
+    help={
+        "provider": PROVIDER_HELP,
+        "tuning": "Apply the guide's API-server tuning (in-flight request limits); "
+        "same as PRISM_CLUSTER_TUNING=true.",
+    }
+)
+def create(c, provider=None, tuning=False):
     """Create the cluster of the selected environment and wait for its nodes (idempotent)."""
     t = _target(c, provider)
     s = _settings.load(c)
+    if tuning:
+        s = _with_cluster(s, tuning=True)
     impl = provider_module(t)
     if impl.exists(c, s, t):
         impl.report_existing(c, s, t)
         return
     started = time.monotonic()
     impl.create(c, s, t)
+    _guard.record_created(c, t)
     wait_nodes_ready(c, s.cluster.wait_timeout)
-    print(f"cluster {t.name} ready in {time.monotonic() - started:.1f}s")
+    print(f"cluster {t.name} ready in {time.monotonic() - started:.1f}s (context {t.context})")
+
+
+def _with_cluster(s: _settings.Settings, **values: object) -> _settings.Settings:
+    """Settings with some cluster keys replaced: a flag wins over every config layer."""
+    sections = {**s.sections, "cluster": _settings.Section({**s.sections["cluster"], **values})}
+    return dataclasses.replace(s, sections=sections)
 
 
 @task(help={"provider": PROVIDER_HELP})
@@ -64,6 +82,7 @@ def stop(c, provider=None):
     s = _settings.load(c)
     impl = provider_module(t)
     _require_exists(c, s, t, impl)
+    _guard.require_owned(c, t)
     impl.stop(c, s, t)
 
 
@@ -76,7 +95,9 @@ def delete(c, provider=None):
     if not impl.exists(c, s, t):
         print(f"cluster {t.name} does not exist ({t.provider}); nothing to delete")
         return
+    _guard.require_owned(c, t)
     impl.delete(c, s, t)
+    _guard.forget(c, t)
     print(f"cluster {t.name} deleted; data kept in {s.data_dir} (`inv cluster.purge` removes it)")
 
 
@@ -90,13 +111,17 @@ def purge(c, provider=None, yes=False):
     """Delete the cluster and remove its data directory (asks first unless --yes)."""
     t = _target(c, provider)
     s = _settings.load(c)
+    impl = provider_module(t)
+    found = impl.exists(c, s, t)
+    if found:
+        _guard.require_owned(c, t)
     if not yes:
         answer = input(f"remove cluster {t.name} and everything in {s.data_dir}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("purge cancelled; nothing was removed", code=1)
-    impl = provider_module(t)
-    if impl.exists(c, s, t):
+    if found:
         impl.delete(c, s, t)
+        _guard.forget(c, t)
     impl.purge(c, s, t)
     print(f"cluster {t.name} purged")
 
@@ -122,11 +147,14 @@ def list_(c, provider=None):
 
 @task(help={"provider": PROVIDER_HELP})
 def kubeconfig(c, provider=None):
-    """Print the kubeconfig file and context this project uses for the cluster."""
+    """Write the cluster's kubeconfig context (k3d) and print the file and context to use."""
     t = _target(c, provider, announce=False)
     s = _settings.load(c)
     impl = provider_module(t)
     _require_exists(c, s, t, impl)
+    merge = getattr(impl, "merge_kubeconfig", None)  # optional: kwok writes its own
+    if merge is not None:
+        merge(c, s, t)
     print(f"context {t.context} in {t.kubeconfig or '~/.kube/config (or $KUBECONFIG)'}")
 
 
@@ -152,5 +180,10 @@ _settings.configure(
         "api_port": 0,
         "kubeconfig": "",  # empty: kubectl's default ($KUBECONFIG or ~/.kube/config)
         "wait_timeout": 180,  # seconds for nodes to become Ready
+        # k3s components to disable (comma-separated); servicelb, metrics-server,
+        # local-storage and coredns are refused: the stack needs them (ERRATA 10)
+        "disable": "traefik",
+        "tuning": False,  # the guide's API-server in-flight limits (400 / 200)
+        "registry": False,  # attach the local registry (images.registry_*) at create
     },
 )

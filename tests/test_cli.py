@@ -9,7 +9,7 @@ from conftest import inv
 
 import tasks
 
-NAMESPACES = ("cluster", "images", "backends", "deploy", "observe", "backup", "chaos")
+NAMESPACES = ("cluster", "images", "backends", "deploy", "ingress", "observe", "backup", "chaos")
 
 
 def all_tasks(collection=tasks.ns, prefix=""):  # type: ignore[no-untyped-def]

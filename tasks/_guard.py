@@ -1,0 +1,88 @@
+"""Destructive steps only touch clusters this project created or the user named (ERRATA 20).
+
+`cluster.create` leaves a marker file in the environment's data directory; `require_owned` checks
+for it (or for an explicit `cluster.name` / PRISM_CLUSTER_NAME) before anything is deleted,
+stopped, restored or broken on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from invoke import Context, Exit
+
+from . import _settings
+from ._command import Target
+
+
+def marker(s: _settings.Settings, t: Target) -> Path:
+    """Where the proof of creation lives: one file per provider and cluster name."""
+    return s.data_dir / "clusters" / f"{t.provider}-{t.name}.json"
+
+
+def is_dry(c: Context) -> bool:
+    return bool(c.config.get("run", {}).get("dry", False))
+
+
+def record_created(c: Context, t: Target) -> None:
+    """Remember that this project created `t` (skipped under --dry: nothing was created)."""
+    if is_dry(c):
+        return
+    s = _settings.load(c)
+    path = marker(s, t)
+    record = {
+        "provider": t.provider,
+        "name": t.name,
+        "context": t.context,
+        "environment": s.env,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_by": "prism-tasks",
+    }
+    write_atomically(path, json.dumps(record, indent=2) + "\n", mode=0o600)
+
+
+def forget(c: Context, t: Target) -> None:
+    """Drop the marker once the cluster is gone: a later cluster of that name is not ours."""
+    if is_dry(c):
+        return
+    marker(_settings.load(c), t).unlink(missing_ok=True)
+
+
+def explicitly_named(s: _settings.Settings) -> bool:
+    return bool(str(s.cluster.name))
+
+
+def is_owned(c: Context, t: Target) -> bool:
+    s = _settings.load(c)
+    return explicitly_named(s) or marker(s, t).is_file()
+
+
+def require_owned(c: Context, t: Target) -> None:
+    """Refuse to act on a cluster that is neither ours nor named by the user."""
+    if is_owned(c, t):
+        return
+    raise Exit(
+        f"cluster {t.name} was not created by prism-tasks; name it explicitly with "
+        f"PRISM_CLUSTER_NAME={t.name} to act on it",
+        code=1,
+    )
+
+
+def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
