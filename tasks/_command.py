@@ -7,6 +7,7 @@ Read-only queries pass `dry=False` so that dry runs can still look at the cluste
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
 from collections.abc import Sequence
@@ -52,15 +53,29 @@ def _path(c: Context) -> str:
     return os.pathsep.join([base, str(_sim.bin_dir())])
 
 
+class _Input(io.StringIO):
+    """Text for a command's standard input, handed over in large chunks.
+
+    invoke's runners read a non-terminal stream one character per loop (with a short sleep
+    between reads), which makes a 10 kB manifest take over a minute to stream."""
+
+    def read(self, size: int | None = -1) -> str:
+        return super().read(-1 if size == 1 else size)
+
+
 def run(
     c: Context,
     argv: Sequence[str],
     *,
     dry: bool | None = None,
+    input: str | None = None,
     **kwargs: Any,
 ) -> Result:
-    """Run one command. `dry=False` marks a read-only query that runs even under --dry."""
+    """Run one command. `dry=False` marks a read-only query that runs even under --dry;
+    `input` is written to the command's standard input (never to a file)."""
     require(c, argv[0])
+    if input is not None:
+        kwargs["in_stream"] = _Input(input)
     if not is_remote(c):
         kwargs["env"] = {"PATH": _path(c), **kwargs.get("env", {})}
     if dry is not None:
@@ -153,6 +168,23 @@ def kubectl(c: Context, *args: str, namespace: str | None = None, **kwargs: Any)
     if namespace:
         argv += ["-n", namespace]
     return run(c, [*argv, *args], **kwargs)
+
+
+def require_reachable(c: Context) -> Target:
+    """Stop with the next step when the target cluster's API server does not answer."""
+    t = target(c)
+    if c.config.run.dry:
+        return t  # a dry run may plan against a cluster that does not exist yet
+    answer = query(c, ["kubectl", *kube_flags(t), "get", "--raw", "/readyz"], timeout=30)
+    if not answer.ok:
+        lines = (answer.stderr or answer.stdout).strip().splitlines()
+        why = lines[-1] if lines else f"exit {answer.exited}"
+        raise Exit(
+            f"cannot reach cluster {t.name} (context {t.context}): {why}; "
+            "run `inv cluster.create` (or `inv cluster.start` if it is stopped)",
+            code=1,
+        )
+    return t
 
 
 def helm(c: Context, *args: str, namespace: str | None = None, **kwargs: Any) -> Result:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from invoke import Context, Exit
+from invoke import Context, Exit, UnexpectedExit
 
 from . import _command, _settings
 
@@ -69,7 +69,10 @@ def local(c: Context) -> Context:
 
 
 def overlay_dir(name: str) -> Path:
+    """An overlay by name (manifests/overlays/<name>) or, for your own, by directory path."""
     path = MANIFESTS / "overlays" / name
+    if ("/" in name or name.startswith(".")) and (Path(name) / "kustomization.yaml").is_file():
+        return Path(name).resolve()
     if not path.is_dir():
         known = sorted(p.name for p in (MANIFESTS / "overlays").iterdir() if p.is_dir())
         raise Exit(f"unknown overlay {name!r}; choose one of: {', '.join(known)}", code=1)
@@ -131,26 +134,34 @@ def plan_objects(
     c: Context,
     overlay: str,
     only_backends: Sequence[str] | None = None,
-    with_secrets: bool = True,
+    for_apply: bool = True,
 ) -> list[dict[str, Any]]:
-    """The objects of an overlay, with backends narrowed (or widened) to `only_backends`."""
+    """The objects of an overlay, with backends narrowed (or widened) to `only_backends`.
+
+    `for_apply` adds what only exists in a cluster: the Secrets from `.env` and, on the
+    simulated cluster, the volumes its claims bind to."""
     objects = kustomize(c, overlay_dir(overlay))
     if only_backends is not None:
-        known = available_backends()
+        present = backend_names(objects)
+        known = sorted(set(available_backends()) | present)
         unknown = [b for b in only_backends if b not in known]
         if unknown:
             raise Exit(f"unknown backend {unknown[0]!r}; choose from: {', '.join(known)}", code=1)
-        present = backend_names(objects)
         objects = [
             o
             for o in objects
             if labels(o).get(TIER) != "backend" or labels(o).get(NAME) in only_backends
         ]
-        for extra in only_backends:
-            if extra not in present:
-                objects += kustomize(c, MANIFESTS / "base" / extra)
-    if with_secrets:
-        objects = secrets(_settings.load(c)) + objects
+        for backend in only_backends:
+            if backend not in present:
+                objects += kustomize(c, MANIFESTS / "base" / backend)
+    if for_apply:
+        extra = secrets(_settings.load(c))
+        if _command.target(c).provider == "kwok":
+            from . import _kwok
+
+            extra += _kwok.volumes(objects)
+        objects = extra + objects
     return objects
 
 
@@ -188,11 +199,15 @@ def to_yaml(objects: Iterable[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(list(objects), sort_keys=False)
 
 
+# Applied first, in this order: what other objects live in or refer to.
+FIRST_KINDS = ("Namespace", "StorageClass", "PersistentVolume")
+
+
 def apply(c: Context, objects: Sequence[dict[str, Any]], **kwargs: Any) -> None:
     """Server-side apply through stdin: nothing rendered is written to disk, and an unchanged
     object keeps its resourceVersion."""
-    import io
-
+    rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
+    objects = sorted(objects, key=lambda o: rank.get(o.get("kind", ""), len(rank)))
     _command.kubectl(
         c,
         "apply",
@@ -201,7 +216,7 @@ def apply(c: Context, objects: Sequence[dict[str, Any]], **kwargs: Any) -> None:
         "--force-conflicts",
         "-f",
         "-",
-        in_stream=io.StringIO(to_yaml(objects)),
+        input=to_yaml(objects),
         hide="stdout",
         **kwargs,
     )
@@ -342,8 +357,12 @@ def run_plan(
             progress.say(f"✓ {step.name} ({outcome.finished - outcome.started:.1f}s)")
         except Exit as error:
             outcome.error = error
-        except Exception as error:  # a failed command: keep its text, stop dependents
-            outcome.error = Exit(f"{step.name}: {error}".strip())
+        except UnexpectedExit as error:  # its output was shown as it ran
+            result = error.result
+            last = (result.stderr.strip().splitlines() or [""])[-1]
+            outcome.error = Exit(
+                f"{step.name}: `{result.command}` failed (exit {result.exited}): {last}"
+            )
         finally:
             done[step.name].set()
 
@@ -363,15 +382,18 @@ def summarize(outcomes: Sequence[Outcome], total: float) -> None:
     """The per-step timing table printed at the end of a deploy; raises on the first failure."""
     print("\nstep          seconds")
     for o in outcomes:
-        shown = (
-            f"{o.finished - o.started:7.1f}"
-            if o.finished
-            else "   failed"
-            if o.error
-            else "      -"
-        )
+        if o.finished:
+            shown = f"{o.finished - o.started:7.1f}"
+        elif o.error:
+            shown = "skipped" if _skipped(o) else " failed"
+        else:
+            shown = "      -"
         print(f"{o.name:<12} {shown}")
     print(f"{'total':<12} {total:7.1f}")
-    failures = [o for o in outcomes if o.error and "skipped because" not in str(o.error.message)]
+    failures = [o.error for o in outcomes if o.error and not _skipped(o)]
     if failures:
-        raise Exit(str(failures[0].error.message if failures[0].error else ""), code=1)
+        raise Exit(str(failures[0].message), code=1)
+
+
+def _skipped(outcome: Outcome) -> bool:
+    return bool(outcome.error) and "skipped because" in str(outcome.error.message)

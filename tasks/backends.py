@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 
 from invoke import Collection, Context, Exit, task
@@ -32,6 +31,7 @@ def deploy(c, only=None, overlay=None, timeout=None):
     s = _settings.load(c)
     started = time.monotonic()
     objects = _deploy.plan_objects(c, overlay or s.overlay, only_backends=chosen(c, only))
+    _command.require_reachable(c)
     steps = [step for step in _deploy.STEPS if step.name in ("foundation", "backends")]
     outcomes = _deploy.run_plan(c, objects, steps, timeout or s.deploy.timeout)
     _deploy.summarize(outcomes, time.monotonic() - started)
@@ -40,6 +40,7 @@ def deploy(c, only=None, overlay=None, timeout=None):
 @task(help={"only": ONLY_HELP})
 def status(c, only=None):
     """Show the chosen backends' workloads with ready/desired replicas."""
+    _command.require_reachable(c)
     selector = f"app.kubernetes.io/component=backend,app.kubernetes.io/name in ({','.join(chosen(c, only))})"
     _command.kubectl(
         c, "get", "statefulsets,pods,pvc", "-l", selector, namespace="prism-backends", dry=False
@@ -54,6 +55,7 @@ def status(c, only=None):
 )
 def delete(c, only=None, yes=False):
     """Delete the chosen backends and their claims (asks first unless --yes)."""
+    _command.require_reachable(c)
     names = chosen(c, only)
     t = _command.target(c)
     from . import _guard  # written alongside the k3d provider (ERRATA 20)
@@ -64,7 +66,7 @@ def delete(c, only=None, yes=False):
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("delete cancelled; nothing was removed", code=1)
     objects = _deploy.plan_objects(
-        c, _settings.load(c).overlay, only_backends=names, with_secrets=False
+        c, _settings.load(c).overlay, only_backends=names, for_apply=False
     )
     doomed = [o for o in objects if _deploy.labels(o).get(_deploy.TIER) == "backend"]
     _command.kubectl(
@@ -73,13 +75,18 @@ def delete(c, only=None, yes=False):
         "--ignore-not-found",
         "-f",
         "-",
-        in_stream=io.StringIO(_deploy.to_yaml(doomed)),
+        input=_deploy.to_yaml(doomed),
     )
     claims = _deploy.claims(doomed)
     if claims:
         _command.kubectl(
             c, "delete", "pvc", *claims, "--ignore-not-found", namespace="prism-backends"
         )
+    if claims and t.provider == "kwok":
+        # The simulated cluster's volumes are pre-bound to these claims; a new claim of the
+        # same name needs a fresh one (the deploy engine creates it).
+        volumes = [f"sim-prism-backends-{claim}" for claim in claims]
+        _command.kubectl(c, "delete", "pv", *volumes, "--ignore-not-found")
 
 
 @task(name="list", default=True)

@@ -16,6 +16,7 @@ from . import _command, _settings
 )
 def kill_pod(c, app, namespace=None):
     """Delete one pod of a workload and let its controller replace it."""
+    _command.require_reachable(c)
     namespace = namespace or _settings.load(c).chaos.namespace
     names = _command.kubectl(
         c,

@@ -12,7 +12,10 @@ from invoke import Collection, Context, Exit, task
 from . import _command, _deploy, _settings
 from .cluster import create as cluster_create
 
-OVERLAY_HELP = "Overlay under manifests/overlays (default: the environment's; see PRISM_ENV)."
+OVERLAY_HELP = (
+    "Overlay: a name under manifests/overlays or a kustomization directory path "
+    "(default: the environment's; see PRISM_ENV)."
+)
 TIMEOUT_HELP = "Seconds each step may wait for readiness (default: deploy.timeout)."
 
 
@@ -27,6 +30,7 @@ def deploy_steps(
     s = _settings.load(c)
     started = time.monotonic()
     objects = _deploy.plan_objects(c, _overlay(c, overlay))
+    _command.require_reachable(c)
     chosen = [step for step in _deploy.STEPS if step.name in steps]
     outcomes = _deploy.run_plan(c, objects, chosen, timeout or s.deploy.timeout)
     _deploy.summarize(outcomes, time.monotonic() - started)
@@ -64,7 +68,7 @@ autoscaling = _component_task("autoscaling", "Apply the prism-proxy HorizontalPo
 )
 def render(c, overlay=None, output=None):
     """Render the final YAML of an overlay (Secrets are not included)."""
-    objects = _deploy.plan_objects(c, _overlay(c, overlay), with_secrets=False)
+    objects = _deploy.plan_objects(c, _overlay(c, overlay), for_apply=False)
     text = _deploy.to_yaml(objects)
     if output:
         path = Path(output)
@@ -79,9 +83,8 @@ def render(c, overlay=None, output=None):
 @task(help={"overlay": OVERLAY_HELP})
 def diff(c, overlay=None):
     """Show what deploying the overlay would change in the cluster."""
-    import io
-
-    objects = _deploy.plan_objects(c, _overlay(c, overlay), with_secrets=False)
+    _command.require_reachable(c)
+    objects = _deploy.plan_objects(c, _overlay(c, overlay), for_apply=False)
     result = _command.kubectl(
         c,
         "diff",
@@ -90,7 +93,7 @@ def diff(c, overlay=None):
         "--force-conflicts",
         "-f",
         "-",
-        in_stream=io.StringIO(_deploy.to_yaml(objects)),
+        input=_deploy.to_yaml(objects),
         dry=False,
         warn=True,
     )
@@ -103,6 +106,7 @@ def diff(c, overlay=None):
 @task
 def status(c):
     """Show every Prism workload with ready/desired replicas and age."""
+    _command.require_reachable(c)
     result = _command.kubectl(
         c,
         "get",
@@ -156,8 +160,7 @@ def _age(delta) -> str:  # type: ignore[no-untyped-def]
 )
 def delete(c, overlay=None, yes=False):
     """Delete every object of the overlay from the cluster (asks first unless --yes)."""
-    import io
-
+    _command.require_reachable(c)
     t = _command.target(c)
     from . import _guard  # written alongside the k3d provider (ERRATA 20)
 
@@ -166,7 +169,7 @@ def delete(c, overlay=None, yes=False):
         answer = input(f"delete the Prism stack from cluster {t.name}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("delete cancelled; nothing was removed", code=1)
-    objects = _deploy.plan_objects(c, _overlay(c, overlay), with_secrets=False)
+    objects = _deploy.plan_objects(c, _overlay(c, overlay), for_apply=False)
     keep = {"Namespace", "StorageClass"}
     doomed = [o for o in objects if o["kind"] not in keep]
     _command.kubectl(
@@ -176,7 +179,7 @@ def delete(c, overlay=None, yes=False):
         "--wait=false",
         "-f",
         "-",
-        in_stream=io.StringIO(_deploy.to_yaml(doomed)),
+        input=_deploy.to_yaml(doomed),
     )
 
 

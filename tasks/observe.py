@@ -12,6 +12,7 @@ NAMESPACES = ("prism", "prism-backends")
 @task(default=True)
 def pods(c):
     """Show pods, services and ingresses in the prism and prism-backends namespaces."""
+    _command.require_reachable(c)
     for namespace in NAMESPACES:
         _command.kubectl(c, "get", "pods,svc,ingress", "-o", "wide", namespace=namespace, dry=False)
 

@@ -51,3 +51,15 @@ def make_context(**overrides: object) -> Context:
     config = Config(overrides=overrides)
     config.load_collection(tasks.ns.configuration())
     return Context(config=config)
+
+
+@pytest.fixture(scope="session")
+def sim_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One simulated cluster (kwok provider) for the whole session, deleted at the end."""
+    import sim
+
+    cluster = sim.start(tmp_path_factory.mktemp("sim"))
+    try:
+        yield cluster
+    finally:
+        sim.stop(cluster)

@@ -81,7 +81,7 @@ def test_missing_credential_stops_before_anything_is_applied(tmp_path: Path, c: 
 
 
 def test_render_leaves_secrets_out(c: Context) -> None:
-    assert "Secret" not in {o["kind"] for o in _deploy.plan_objects(c, "local", with_secrets=False)}
+    assert "Secret" not in {o["kind"] for o in _deploy.plan_objects(c, "local", for_apply=False)}
 
 
 def test_backend_subset_keeps_only_the_chosen_backends(c: Context) -> None:
@@ -109,7 +109,7 @@ def test_unknown_overlay_lists_the_known_ones(c: Context) -> None:
 
 
 def test_statefulset_claims_are_named_like_the_controller_names_them(c: Context) -> None:
-    objects = _deploy.plan_objects(c, "local", with_secrets=False)
+    objects = _deploy.plan_objects(c, "local", for_apply=False)
     backends = [o for o in objects if _deploy.labels(o).get(_deploy.TIER) == "backend"]
     assert set(_deploy.claims(backends)) == {
         "data-redis-0",
