@@ -68,6 +68,19 @@ def local(c: Context) -> Context:
     return Context(config=c.config) if _command.is_remote(c) else c
 
 
+def seconds(value: object, default: int) -> int:
+    """A --timeout flag (a string from the command line) as whole seconds."""
+    if value is None:
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise Exit(f"--timeout {value!r} is not a whole number of seconds", code=1) from None
+    if number <= 0:
+        raise Exit(f"--timeout {value!r} must be a positive number of seconds", code=1)
+    return number
+
+
 def overlay_dir(name: str) -> Path:
     """An overlay by name (manifests/overlays/<name>) or, for your own, by directory path."""
     path = MANIFESTS / "overlays" / name
@@ -292,9 +305,65 @@ def wait_ready(
     pending = {w for w in wanted if w not in current or not is_ready(current[w])}
     if not pending:
         return
+    kicked: set[tuple[str, str]] = set()
+
+    def on_pending(statefulset: dict[str, Any]) -> None:
+        """Called with each not-yet-Ready StatefulSet: unblock it once per revision."""
+        status = statefulset.get("status") or {}
+        key = (statefulset["metadata"]["name"], status.get("updateRevision", ""))
+        if key not in kicked and replace_stuck_pods(c, statefulset, progress):
+            kicked.add(key)
+
+    for key in sorted(pending):
+        if key[0] == "StatefulSet" and key in current:
+            on_pending(current[key])
     from . import _watch
 
-    _watch.until_ready(c, step, pending, started + timeout, progress)
+    _watch.until_ready(c, step, pending, started + timeout, progress, on_pending)
+
+
+def replace_stuck_pods(c: Context, statefulset: dict[str, Any], progress: Progress) -> bool:
+    """Delete pods of an outdated revision that never became Ready.
+
+    A StatefulSet's rolling update waits for each pod to be Ready before replacing it, so a pod
+    from a broken template (say, an image or node selector that was wrong) would block the fixed
+    template forever; a careful operator deletes it, and so does this."""
+    import json
+
+    status = statefulset.get("status") or {}
+    meta = statefulset["metadata"]
+    update = status.get("updateRevision")
+    if not update or status.get("observedGeneration", 0) < meta.get("generation", 1):
+        return False  # the controller has not caught up with the latest spec yet
+    selector = ",".join(
+        f"{k}={v}" for k, v in statefulset["spec"]["selector"].get("matchLabels", {}).items()
+    )
+    result = _command.kubectl(
+        c,
+        "get",
+        "pods",
+        "-l",
+        selector,
+        "-o",
+        "json",
+        namespace=meta["namespace"],
+        dry=False,
+        hide=True,
+        warn=True,
+        echo=False,
+    )
+    if not result.ok:
+        return False
+    for pod in json.loads(result.stdout or "{}").get("items", []):
+        labels = pod["metadata"].get("labels", {})
+        conditions = pod.get("status", {}).get("conditions", [])
+        ready = any(x["type"] == "Ready" and x["status"] == "True" for x in conditions)
+        if labels.get("controller-revision-hash") != update and not ready:
+            name = pod["metadata"]["name"]
+            progress.say(f"  ↻ replacing pod {meta['namespace']}/{name}: outdated and not Ready")
+            _command.kubectl(
+                c, "delete", "pod", name, "--wait=false", namespace=meta["namespace"], hide="stdout"
+            )
 
 
 # --- running a plan -----------------------------------------------------------------------
@@ -320,18 +389,28 @@ def run_plan(
     chosen = {s.name for s in steps}
     by_step = {step.name: objects_of(objects, step) for step in steps}
     outcomes = {step.name: Outcome(step.name) for step in steps}
-    begin = time.monotonic()
+    time.monotonic()
 
     current = {} if dry else snapshot(c, _namespaces(objects))
     everything = [w for step in steps for w in workloads(by_step[step.name])]
     if everything and all(w in current and is_ready(current[w]) for w in everything):
-        # Every prerequisite already holds: one apply, then confirm nothing started rolling.
+        # Every prerequisite already holds: one apply, then confirm step by step that nothing
+        # the apply changed is left rolling.
         apply(c, [o for step in steps for o in by_step[step.name]])
-        if not dry:
-            wait_ready(c, "all", everything, timeout, progress)
-        now = time.monotonic()
-        for outcome in outcomes.values():
-            outcome.started, outcome.finished = begin, now
+        failed = ""
+        for step in steps:
+            outcome = outcomes[step.name]
+            outcome.started = time.monotonic()
+            if failed:
+                outcome.error = Exit(f"{step.name}: skipped because {failed} failed")
+                continue
+            try:
+                if not dry:
+                    wait_ready(c, step.name, workloads(by_step[step.name]), timeout, progress)
+            except Exit as error:
+                outcome.error, failed = error, step.name
+                continue
+            outcome.finished = time.monotonic()
         return list(outcomes.values())
 
     done = {name: threading.Event() for name in outcomes}
@@ -396,4 +475,4 @@ def summarize(outcomes: Sequence[Outcome], total: float) -> None:
 
 
 def _skipped(outcome: Outcome) -> bool:
-    return bool(outcome.error) and "skipped because" in str(outcome.error.message)
+    return outcome.error is not None and "skipped because" in str(outcome.error.message)

@@ -324,6 +324,19 @@ def create(c: Context, s: Settings, t: Target) -> None:
             hide=True,
         )
     _command.kubectl(c, "apply", "-f", "-", input=yaml.safe_dump_all(nodes(s, t)), hide="stdout")
+    wait_api_ready(c, t, s.cluster.wait_timeout)
+
+
+def wait_api_ready(c: Context, t: Target, timeout: int) -> None:
+    """kwokctl returns once the API serves; its bootstrap (RBAC roles, priority classes) may
+    still be finishing. /readyz has no watch, so this is a short bounded retry on the host."""
+    probe = shlex.join(["kubectl", *_command.kube_flags(t), "get", "--raw", "/readyz"])
+    tries = max(1, timeout * 5)
+    script = (
+        f"i=0; until {probe} >/dev/null 2>&1; do i=$((i+1)); "
+        f"[ $i -ge {tries} ] && exit 1; sleep 0.2; done"
+    )
+    _command.run(c, ["sh", "-c", script], hide=True)
 
 
 def start(c: Context, s: Settings, t: Target) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from invoke import Context, Exit
@@ -26,6 +27,7 @@ def until_ready(
     pending: set[tuple[str, str, str]],
     deadline: float,
     progress: Progress,
+    on_pending_statefulset: Callable[[dict[str, Any]], None],
 ) -> None:
     from kubernetes import client, watch
 
@@ -60,6 +62,8 @@ def until_ready(
                         continue
                     ready = (obj.get("status") or {}).get("readyReplicas", 0)
                     status[name] = f"{ready}/{obj['spec'].get('replicas', 1)}"
+                    if kind == "StatefulSet" and not is_ready(obj):
+                        on_pending_statefulset(obj)
                     if is_ready(obj):
                         names.discard(name)
                         elapsed = time.monotonic() - started

@@ -33,7 +33,7 @@ def deploy(c, only=None, overlay=None, timeout=None):
     objects = _deploy.plan_objects(c, overlay or s.overlay, only_backends=chosen(c, only))
     _command.require_reachable(c)
     steps = [step for step in _deploy.STEPS if step.name in ("foundation", "backends")]
-    outcomes = _deploy.run_plan(c, objects, steps, timeout or s.deploy.timeout)
+    outcomes = _deploy.run_plan(c, objects, steps, _deploy.seconds(timeout, s.deploy.timeout))
     _deploy.summarize(outcomes, time.monotonic() - started)
 
 

@@ -32,7 +32,7 @@ def deploy_steps(
     objects = _deploy.plan_objects(c, _overlay(c, overlay))
     _command.require_reachable(c)
     chosen = [step for step in _deploy.STEPS if step.name in steps]
-    outcomes = _deploy.run_plan(c, objects, chosen, timeout or s.deploy.timeout)
+    outcomes = _deploy.run_plan(c, objects, chosen, _deploy.seconds(timeout, s.deploy.timeout))
     _deploy.summarize(outcomes, time.monotonic() - started)
 
 

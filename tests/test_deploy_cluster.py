@@ -1,0 +1,174 @@
+"""`deploy.all` against the simulated cluster: the whole stack, idempotent, clear failures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from sim import SimCluster
+
+GUIDE_WORKLOADS = {
+    ("prism-backends", "StatefulSet", "redis"),
+    ("prism-backends", "StatefulSet", "nats"),
+    ("prism-backends", "StatefulSet", "minio"),
+    ("prism-backends", "StatefulSet", "postgres"),
+    ("prism", "Deployment", "prism-admin"),
+    ("prism", "Deployment", "prism-proxy"),
+    ("prism", "StatefulSet", "keyvalue-runner"),
+    ("prism", "Deployment", "consumer-runner"),
+    ("prism", "Deployment", "producer-runner"),
+    ("prism", "StatefulSet", "mailbox-runner"),
+}
+STEPS = ("foundation", "backends", "admin", "proxy", "runners", "ingress", "autoscaling")
+
+
+def workloads(cluster: SimCluster) -> dict[tuple[str, str, str], dict]:
+    items = cluster.get("deployments,statefulsets", "-A", "-l", "app.kubernetes.io/part-of=prism")[
+        "items"
+    ]
+    return {(i["metadata"]["namespace"], i["kind"], i["metadata"]["name"]): i for i in items}
+
+
+def resource_versions(cluster: SimCluster) -> dict[str, str]:
+    versions = {}
+    for scope in (["-n", "prism"], ["-n", "prism-backends"], []):
+        kinds = "all,configmaps,secrets,pvc,ingress,hpa" if scope else "pv,storageclass,namespaces"
+        for item in cluster.get(kinds, *scope)["items"]:
+            meta = item["metadata"]
+            versions[f"{item['kind']}/{meta.get('namespace', '')}/{meta['name']}"] = meta[
+                "resourceVersion"
+            ]
+    return versions
+
+
+@pytest.fixture(scope="module")
+def deployed(sim_cluster: SimCluster) -> str:
+    """The ci overlay deployed from nothing; yields the output of that first run."""
+    result = sim_cluster.inv("cluster.create", "deploy.all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_every_workload_of_the_guide_is_ready(sim_cluster: SimCluster, deployed: str) -> None:
+    found = workloads(sim_cluster)
+    assert set(found) >= GUIDE_WORKLOADS
+    for key in GUIDE_WORKLOADS:
+        spec, status = found[key]["spec"], found[key]["status"]
+        assert status.get("readyReplicas") == spec["replicas"], key
+
+
+def test_each_step_reports_its_time(deployed: str) -> None:
+    table = deployed[deployed.index("step          seconds") :].splitlines()
+    assert [line.split()[0] for line in table[1:-1]] == list(STEPS)
+    assert all(float(line.split()[1]) >= 0 for line in table[1:])
+
+
+def test_claims_of_the_stack_are_bound(sim_cluster: SimCluster, deployed: str) -> None:
+    claims = sim_cluster.get("pvc", "-A")["items"]
+    ours = {
+        c["metadata"]["name"]: c for c in claims if c["metadata"]["namespace"].startswith("prism")
+    }
+    assert {"data-redis-0", "data-postgres-0", "data-minio-0", "prism-admin-data"} <= set(ours)
+    assert all(c["status"]["phase"] == "Bound" for c in ours.values())
+
+
+def test_credentials_arrive_as_secrets_from_dotenv(sim_cluster: SimCluster, deployed: str) -> None:
+    import base64
+
+    secret = sim_cluster.get("secret", "postgres-credentials", "-n", "prism-backends")
+    assert base64.b64decode(secret["data"]["POSTGRES_PASSWORD"]).decode() == "pg-pass"
+
+
+def test_rerun_changes_nothing(sim_cluster: SimCluster, deployed: str) -> None:
+    before = resource_versions(sim_cluster)
+    result = sim_cluster.inv("deploy.all")
+    assert result.returncode == 0, result.stderr
+    assert resource_versions(sim_cluster) == before
+
+
+def test_status_table_lists_every_workload(sim_cluster: SimCluster, deployed: str) -> None:
+    result = sim_cluster.inv("deploy.status")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAMESPACE", "KIND", "NAME", "READY", "AGE"]
+    assert {tuple(line.split()[:3]) for line in lines[1:]} >= GUIDE_WORKLOADS
+    assert "not ready" not in result.stdout
+
+
+def test_diff_after_deploy_shows_no_changes(sim_cluster: SimCluster, deployed: str) -> None:
+    result = sim_cluster.inv("deploy.diff")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("no changes")
+
+
+def broken_overlay(tmp_path: Path, patch: str) -> Path:
+    overlay = tmp_path / "broken"
+    overlay.mkdir()
+    ci = os.path.relpath(Path(__file__).parent.parent / "manifests" / "overlays" / "ci", overlay)
+    (overlay / "kustomization.yaml").write_text(
+        f"resources:\n- {ci}\npatches:\n- path: patch.yaml\n"
+    )
+    (overlay / "patch.yaml").write_text(patch)
+    return overlay
+
+
+UNSCHEDULABLE_REDIS = """
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: redis, namespace: prism-backends}
+spec:
+  template:
+    spec:
+      nodeSelector: {prism.example/no-such-node: "true"}
+"""
+
+
+def test_backend_never_ready_stops_with_object_events_and_hint_then_rerun_converges(
+    sim_cluster: SimCluster, deployed: str, tmp_path: Path
+) -> None:
+    overlay = broken_overlay(tmp_path, UNSCHEDULABLE_REDIS)
+    result = sim_cluster.inv("deploy.all", "--overlay", str(overlay), "--timeout", "8")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "backends: statefulset prism-backends/redis not Ready after" in result.stderr
+    assert "FailedScheduling" in result.stderr
+    assert "hint: no node can run this pod" in result.stderr
+    assert "runners      skipped" in result.stdout  # dependents do not start on a broken base
+
+    fixed = sim_cluster.inv("deploy.all", "--timeout", "60")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    redis = workloads(sim_cluster)[("prism-backends", "StatefulSet", "redis")]
+    assert redis["status"]["readyReplicas"] == 1
+    assert "nodeSelector" not in redis["spec"]["template"]["spec"]
+
+
+def test_wrong_overlay_name_is_one_clear_line(sim_cluster: SimCluster) -> None:
+    result = sim_cluster.inv("deploy.all", "--overlay", "prdo")
+    assert result.returncode != 0
+    assert "unknown overlay 'prdo'; choose one of: ci, dev, local, prod, staging" in result.stderr
+
+
+def test_dry_run_prints_the_commands_and_changes_nothing(
+    sim_cluster: SimCluster, deployed: str
+) -> None:
+    before = resource_versions(sim_cluster)
+    result = sim_cluster.inv("--dry", "cluster.create", "deploy.all")
+    assert result.returncode == 0, result.stderr
+    assert "kubectl --kubeconfig" in result.stdout and "apply --server-side" in result.stdout
+    assert resource_versions(sim_cluster) == before
+
+
+def test_dry_run_of_a_new_cluster_prints_kwokctl_and_creates_nothing(tmp_path: Path) -> None:
+    from conftest import inv
+    from sim import sim_env
+
+    env = {**sim_env(tmp_path), "PRISM_ENV": "staging"}
+    result = inv("--dry", "cluster.create", "deploy.all", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "kwokctl --config" in result.stdout
+        and "create cluster --name prism-staging" in result.stdout
+    )
+    assert "apply --server-side" in result.stdout
+    assert not (tmp_path / "kwok" / "clusters").exists()
