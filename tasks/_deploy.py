@@ -364,6 +364,7 @@ def replace_stuck_pods(c: Context, statefulset: dict[str, Any], progress: Progre
             _command.kubectl(
                 c, "delete", "pod", name, "--wait=false", namespace=meta["namespace"], hide="stdout"
             )
+    return True  # this revision has been checked; later events need not list pods again
 
 
 # --- running a plan -----------------------------------------------------------------------
