@@ -12,6 +12,7 @@ import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from invoke import Context, Exit, Result
@@ -196,3 +197,12 @@ def helm(c: Context, *args: str, namespace: str | None = None, **kwargs: Any) ->
     if namespace:
         argv += ["--namespace", namespace]
     return run(c, [*argv, *args], **kwargs)
+
+
+def write_file(c: Context, path: PurePath, text: str) -> None:
+    """Write a file where the commands run (this machine or the remote host), owner-only;
+    the text travels on standard input, so it never shows up in a command line."""
+    script = (
+        f"umask 077 && mkdir -p {shlex.quote(str(path.parent))} && cat > {shlex.quote(str(path))}"
+    )
+    run(c, ["sh", "-c", script], input=text)

@@ -261,6 +261,10 @@ def write_config(c: Context, s: Settings, t: Target) -> Path:
     if _guard.is_dry(c):
         print(f"# would write {path}:\n{text}", end="")
         return path
+    if _command.is_remote(c):  # the config and the storage volume belong on the Docker host
+        _command.run(c, ["mkdir", "-p", str(storage_dir(s))])
+        _command.write_file(c, path, text)
+        return path
     storage_dir(s).mkdir(parents=True, exist_ok=True)
     _guard.write_atomically(path, text, mode=0o600)
     return path
@@ -369,14 +373,13 @@ def report_existing(c: Context, s: Settings, t: Target) -> None:
 
 def create(c: Context, s: Settings, t: Target) -> None:
     """Check everything first, then write the config and run `k3d cluster create --config`."""
-    if _command.is_remote(c):
-        raise Exit("k3d cluster.create writes its config locally; run it on the Docker host")
     validate_name(t.name)
     config(s, t)  # disabled-component guard and config errors before any command
     _command.require(c, "k3d")
     _command.require(c, "kubectl")
     check_kubeconfig_context(c, s, t)
-    check_ports_free(s)
+    if not _command.is_remote(c):  # a remote host's own k3d reports a busy port
+        check_ports_free(s)
     if s.cluster.registry:
         ensure_registry(c, s)
     path = write_config(c, s, t)

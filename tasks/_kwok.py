@@ -213,14 +213,6 @@ def volumes(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def write_file(c: Context, path: PurePosixPath, text: str) -> None:
-    """Write a file where the commands run (this machine or the remote host), owner-only."""
-    script = (
-        f"umask 077 && mkdir -p {shlex.quote(str(path.parent))} && cat > {shlex.quote(str(path))}"
-    )
-    _command.run(c, ["sh", "-c", script], input=text)
-
-
 def check_binaries(c: Context) -> str:
     """The cached binaries exist and are the pinned versions; returns the bin directory."""
     if _command.is_remote(c):
@@ -295,10 +287,10 @@ def create(c: Context, s: Settings, t: Target) -> None:
     # The host mappings go in the same file: kwok loads them when it starts, so they hold
     # from the first pod on (rules created through the API arrive a moment later).
     documents = [kwokctl_config(s, bin_dir, kubectl), *host_mappings(s)]
-    write_file(c, config_path(s, t), yaml.safe_dump_all(documents, sort_keys=False))
+    _command.write_file(c, config_path(s, t), yaml.safe_dump_all(documents, sort_keys=False))
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")  # CRI log format
     note = "simulated by kwok: no container runs in this cluster, so there is no output"
-    write_file(c, log_path(s), f"{stamp} stdout F {note}\n")
+    _command.write_file(c, log_path(s), f"{stamp} stdout F {note}\n")
     previous = _command.query(c, ["kubectl", "config", *_kubeconfig_flags(t), "current-context"])
     _command.run(
         c,
