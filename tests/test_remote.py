@@ -1,0 +1,365 @@
+"""`inv -H host task`: the same tasks, run on a host over a real sshd on 127.0.0.1.
+
+The host has stand-in tools (kubectl, kwokctl, helm shell scripts) that record each call and
+whether it came through sshd, so a local run and a remote run can be compared command by command.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, inv
+from sshd import SshServer, ssh_keys, sshd_factory  # noqa: F401  (fixtures)
+
+SIDE = "TOOLBOX_SIDE"  # set to "remote" by the test servers' sshd (SetEnv), unset locally
+LOCAL_PATH = "/usr/bin:/bin"
+
+FAKES = {
+    "kubectl": """
+case "$*" in
+  *"version --client"*) echo '{"clientVersion": {"gitVersion": "v1.32.4"}}' ;;
+  *"get nodes"*) printf 'NAME                 STATUS\\nprism-local-node-0   Ready\\n' ;;
+esac
+""",
+    "kwokctl": """
+case "$1" in
+  --version) echo "kwokctl version v0.7.0" ;;
+  get) /bin/cat "${0%/*}/clusters" ;;
+esac
+""",
+    "helm": """
+echo "v3.17.4+gabcdef0"
+""",
+}
+
+
+class Toolbox:
+    """A directory of stand-in tools, and what they were asked to do (side, argv)."""
+
+    def __init__(self, path: Path, tools: tuple[str, ...] = tuple(FAKES)) -> None:
+        self.path = path
+        path.mkdir(parents=True)
+        for tool in tools:
+            script = path / tool
+            script.write_text(
+                "#!/bin/sh\n"
+                f'echo "${{{SIDE}:-local}} {tool} $*" >> "${{0%/*}}/calls"\n' + FAKES[tool]
+            )
+            script.chmod(0o755)
+        self.clusters()
+
+    def clusters(self, *names: str) -> None:
+        (self.path / "clusters").write_text("".join(f"{name}\n" for name in names))
+
+    def calls(self, side: str | None = None) -> list[str]:
+        log = self.path / "calls"
+        lines = log.read_text().splitlines() if log.exists() else []
+        if side is None:
+            return lines
+        return [line.split(" ", 1)[1] for line in lines if line.startswith(f"{side} ")]
+
+    def reset(self) -> None:
+        (self.path / "calls").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def box_tools(tmp_path_factory: pytest.TempPathFactory) -> Toolbox:
+    return Toolbox(tmp_path_factory.mktemp("box") / "bin")
+
+
+@pytest.fixture(scope="module")
+def box(sshd_factory: Callable[..., SshServer], box_tools: Toolbox) -> SshServer:  # noqa: F811
+    """A host with kubectl, kwokctl and helm (the stand-ins) and nothing else of ours."""
+    return sshd_factory(path=f"{box_tools.path}:{LOCAL_PATH}", env={SIDE: "remote"})
+
+
+@pytest.fixture
+def tools(box_tools: Toolbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Toolbox]:
+    """The stand-ins on this machine's PATH too, the kwok provider, a fresh call log."""
+    monkeypatch.setenv("PATH", f"{box_tools.path}:{LOCAL_PATH}")
+    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "kwok")
+    monkeypatch.delenv(SIDE, raising=False)
+    box_tools.reset()
+    box_tools.clusters()
+    yield box_tools
+
+
+def on(server: SshServer, *args: str, alias: str = "box") -> subprocess.CompletedProcess[str]:
+    """`inv -H <alias> --ssh-config <file> ARGS`, the way a user reaches a workstation."""
+    return inv("-H", alias, "--ssh-config", str(server.ssh_config(alias)), *args)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def plain(output: str, prefix: str = "") -> list[str]:
+    """Output lines without colours and without the `[host] ` prefix of echoed commands."""
+    lines = ANSI.sub("", output).splitlines()
+    return [line.removeprefix(prefix) for line in lines]
+
+
+def created_on(host: str, output: str) -> bool:
+    """Does the (dry-run) output show `kwokctl ... create cluster` echoed for `host`?"""
+    return any(
+        line.startswith(f"[{host}] kwokctl ") and " create cluster " in line
+        for line in plain(output)
+    )
+
+
+# --- the same commands, on the host ------------------------------------------------------
+
+
+def test_doctor_probes_the_hosts_tools_with_the_same_commands(box: SshServer, tools: Toolbox):
+    local = inv("doctor")
+    tools_local = tools.calls("local")
+    remote = on(box, "doctor")
+
+    assert tools.calls("remote") == tools_local
+    assert "kubectl ok" in " ".join(remote.stdout.split())
+    tool_lines = [line for line in plain(local.stdout) if line.startswith("  ") and "[" in line]
+    assert tool_lines == [line for line in plain(remote.stdout) if line in tool_lines]
+    assert len(tool_lines) == 5
+
+
+def test_cluster_status_shows_the_hosts_nodes(box: SshServer, tools: Toolbox):
+    tools.clusters("prism-local")
+    local = inv("cluster.status")
+    remote = on(box, "cluster.status")
+
+    assert remote.returncode == 0, remote.stderr
+    assert plain(remote.stdout) == plain(local.stdout)
+    assert "prism-local-node-0   Ready" in remote.stdout
+    assert (
+        tools.calls("remote")
+        == tools.calls("local")
+        == [
+            "kwokctl get clusters",
+            "kubectl --context kwok-prism-local get nodes -o wide",
+        ]
+    )
+
+
+def test_dry_create_prints_the_hosts_commands_and_only_queries_run(box: SshServer, tools: Toolbox):
+    local = inv("--dry", "cluster.create")
+    remote = on(box, "--dry", "cluster.create")
+
+    assert remote.returncode == 0, remote.stderr
+    assert plain(remote.stdout, "[box] ") == plain(local.stdout)
+    assert created_on("box", remote.stdout)
+    queries = tools.calls("remote")
+    assert queries == tools.calls("local")
+    assert not [call for call in queries if " create " in call or " apply " in call]
+
+
+def test_stdout_and_exit_code_of_a_failing_remote_command_come_back(box: SshServer, tools: Toolbox):
+    result = inv("-H", "box", "--ssh-config", str(box.ssh_config("box")), "--", "echo out; exit 3")
+    assert result.returncode == 3
+    assert "out" in result.stdout
+
+
+# --- several hosts, pre-tasks --------------------------------------------------------------
+
+
+def test_each_host_gets_its_own_run_over_one_connection(box: SshServer, tools: Toolbox):
+    tools.clusters("prism-local")
+    config = box.ssh_config("box")
+    logins = box.logins()
+
+    result = inv(
+        "-H",
+        f"box,{box.address}",
+        "--ssh-config",
+        str(config),
+        "-i",
+        str(box.key_path),
+        "cluster.status",
+        "cluster.list",
+    )
+
+    assert result.returncode == 0, result.stderr
+    status = ["kwokctl get clusters", "kubectl --context kwok-prism-local get nodes -o wide"]
+    listing = ["kwokctl get clusters"]
+    assert tools.calls("remote") == status + status + listing + listing  # task by task
+    assert box.logins() - logins == 2  # one SSH connection per host, shared by its tasks
+
+
+def test_a_host_named_twice_runs_once(box: SshServer, tools: Toolbox):
+    config = box.ssh_config("box")
+    result = inv("-H", "box,box", "--ssh-config", str(config), "cluster.list")  # fabric: twice
+    assert result.returncode == 0, result.stderr
+    assert tools.calls("remote") == ["kwokctl get clusters"]
+
+
+def test_dry_run_prints_what_would_run_on_each_host(box: SshServer, tools: Toolbox):
+    result = inv(
+        "-H",
+        f"box,{box.address}",
+        "--ssh-config",
+        str(box.ssh_config("box")),
+        "-i",
+        str(box.key_path),
+        "--dry",
+        "cluster.create",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert created_on("box", result.stdout)
+    assert created_on(box.address, result.stdout)
+
+
+PROJECT = '''
+from invoke import task
+
+@task
+def prepare(c):
+    """Prepare (the pre-task)."""
+    c.run(f"echo prepare {c.config.greeting}")
+
+@task(pre=[prepare])
+def build(c):
+    """Build."""
+    c.run("echo build")
+
+@task(pre=[prepare], post=[build])
+def ship(c):
+    """Ship."""
+    c.run("echo ship")
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """Another project's tasks.py, with its invoke.yaml (and a fabric.yaml that must not count)."""
+    (tmp_path / "tasks.py").write_text(PROJECT)
+    (tmp_path / "invoke.yaml").write_text("greeting: from-invoke-yaml\n")
+    (tmp_path / "fabric.yaml").write_text("greeting: from-fabric-yaml\n")
+    return tmp_path
+
+
+def test_pre_and_post_tasks_run_once_per_host_on_that_host(box: SshServer, project: Path):
+    hosts = f"box,{box.address}"
+    config = box.ssh_config("box")
+    result = subprocess.run(
+        [
+            str(ROOT / ".venv/bin/inv"),
+            "-H",
+            hosts,
+            "-S",
+            str(config),
+            "-i",
+            str(box.key_path),
+            "--echo",
+            "ship",
+            "build",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    ran = [line for line in plain(result.stdout) if line.startswith("[")]
+    assert ran == [
+        "[box] echo prepare from-invoke-yaml",
+        f"[{box.address}] echo prepare from-invoke-yaml",
+        "[box] echo ship",
+        f"[{box.address}] echo ship",
+        "[box] echo build",  # ship's post-task; the `build` asked for next is the same call
+        f"[{box.address}] echo build",
+    ]
+
+
+def test_deploy_all_creates_the_cluster_on_each_host_not_here():
+    from invoke.parser import Argument, ParserContext, ParseResult
+
+    import tasks
+    from tasks._hosts import HostCall, HostConfig, HostExecutor
+
+    core_context = ParserContext(args=[Argument(names=("H", "hosts"))])
+    core_context.args.hosts.value = "a,b"
+    executor = HostExecutor(tasks.ns, HostConfig(), ParseResult([core_context]))
+
+    calls = executor.expand_calls(executor.normalize(("deploy.all",)))
+
+    assert [(call.task.name, call.init_kwargs["host"]) for call in calls] == [
+        ("create", "a"),
+        ("create", "b"),
+        ("all", "a"),
+        ("all", "b"),
+    ]
+    assert all(isinstance(call, HostCall) for call in calls)
+
+
+# --- failures: one line, non-zero -----------------------------------------------------------
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_unreachable_host_is_one_line(box: SshServer, tools: Toolbox):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    result = inv("-H", f"root@127.0.0.1:{port}", "-i", str(box.key_path), "cluster.status")
+    assert_one_line(result, 255, f"cannot reach root@127.0.0.1:{port}", "connection refused")
+
+
+def test_host_that_does_not_speak_ssh_is_one_line(box: SshServer, tools: Toolbox):
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def hang_up() -> None:
+        connection, _ = listener.accept()
+        connection.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        result = inv("-H", f"root@127.0.0.1:{port}", "-i", str(box.key_path), "cluster.status")
+    finally:
+        listener.close()
+    assert_one_line(result, 255, f"SSH to root@127.0.0.1:{port} failed")
+
+
+def test_refused_key_is_one_line(box: SshServer, tools: Toolbox, tmp_path: Path):
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    result = inv("-H", box.address, "-i", str(stranger), "cluster.status")
+    assert_one_line(result, 255, f"cannot log in to {box.address}", "authentication refused")
+
+
+def test_missing_key_file_is_one_line(box: SshServer, tools: Toolbox, tmp_path: Path):
+    result = inv("-H", box.address, "-i", str(tmp_path / "absent"), "cluster.status")
+    assert_one_line(result, 1, f"cannot read {tmp_path / 'absent'}")
+
+
+@pytest.fixture(scope="module")
+def bare(
+    sshd_factory: Callable[..., SshServer],  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[SshServer, Toolbox]:
+    """A host with kwokctl but no kubectl (nor anything else on its PATH)."""
+    toolbox = Toolbox(tmp_path_factory.mktemp("bare") / "bin", tools=("kwokctl",))
+    return sshd_factory(path=str(toolbox.path), env={SIDE: "remote"}), toolbox
+
+
+def test_missing_kubectl_on_the_host_is_one_line(bare: tuple[SshServer, Toolbox], tools: Toolbox):
+    server, toolbox = bare
+    toolbox.clusters("prism-local")
+    result = on(server, "cluster.status")
+
+    assert result.stdout.startswith("provider: kwok")
+    assert_one_line(result, 127, "kubectl not found on host box; install it there")
