@@ -36,6 +36,13 @@ def is_remote(c: Context) -> bool:
     return hasattr(c, "host") and hasattr(c, "open")
 
 
+def where(c: Context) -> str:
+    """`user@host:port` of a remote connection, `local` for this machine."""
+    if not is_remote(c):
+        return "local"
+    return f"{getattr(c, 'user', '')}@{getattr(c, 'host', '')}:{getattr(c, 'port', '')}"
+
+
 def require(c: Context, tool: str) -> None:
     """Fail early, with the fix, when a local tool is missing (remote hosts answer for
     themselves: their `command not found` surfaces as exit 127)."""
@@ -92,7 +99,12 @@ def query(c: Context, argv: Sequence[str], **kwargs: Any) -> Result:
     kwargs.setdefault("warn", True)
     kwargs.setdefault("echo", False)
     kwargs.setdefault("in_stream", False)  # never read the terminal for a query
-    return run(c, argv, dry=False, **kwargs)
+    result = run(c, argv, dry=False, **kwargs)
+    if result.exited == 127:  # the shell found no such command (remote hosts end up here)
+        hint = INSTALL_HINTS.get(argv[0], f"install {argv[0]}")
+        place = "on PATH" if not is_remote(c) else f"on host {getattr(c, 'host', '')}"
+        raise Exit(f"{argv[0]} not found {place}; {hint}", code=127)
+    return result
 
 
 @dataclass(frozen=True)
@@ -112,11 +124,10 @@ _targets: dict[tuple[str, str, str], Target] = {}
 
 def docker_answers(c: Context) -> bool:
     """Does a Docker daemon answer on the machine that runs the commands?"""
-    try:
-        require(c, "docker")
+    try:  # no docker at all (here, or on the host: exit 127) means no daemon either
+        result = query(c, ["docker", "info", "--format", "{{.ServerVersion}}"], timeout=15)
     except Exit:
         return False
-    result = query(c, ["docker", "info", "--format", "{{.ServerVersion}}"], timeout=15)
     return result.ok and bool(result.stdout.strip())
 
 
@@ -126,7 +137,7 @@ def target(c: Context, provider: str | None = None) -> Target:
     chosen = provider or s.cluster.provider
     if chosen not in PROVIDERS:
         raise Exit(f"unknown cluster provider {chosen!r}; choose one of: {', '.join(PROVIDERS)}")
-    key = (getattr(c, "host", "local") or "local", chosen, s.cluster_name)
+    key = (where(c), chosen, s.cluster_name)
     if key in _targets:
         return _targets[key]
     if chosen == "auto":

@@ -15,13 +15,15 @@ from pathlib import Path
 
 from invoke import Context, Exit
 
-from . import _settings
+from . import _command, _settings
 from ._command import Target
 
 
-def marker(s: _settings.Settings, t: Target) -> Path:
-    """Where the proof of creation lives: one file per provider and cluster name."""
-    return s.data_dir / "clusters" / f"{t.provider}-{t.name}.json"
+def marker(s: _settings.Settings, t: Target, c: Context | None = None) -> Path:
+    """Where the proof of creation lives: one file per provider and cluster name, and per
+    host for clusters on remote workstations."""
+    place = "" if c is None or not _command.is_remote(c) else f"{_command.where(c)}-"
+    return s.data_dir / "clusters" / f"{place}{t.provider}-{t.name}.json"
 
 
 def is_dry(c: Context) -> bool:
@@ -33,7 +35,7 @@ def record_created(c: Context, t: Target) -> None:
     if is_dry(c):
         return
     s = _settings.load(c)
-    path = marker(s, t)
+    path = marker(s, t, c)
     record = {
         "provider": t.provider,
         "name": t.name,
@@ -49,7 +51,7 @@ def forget(c: Context, t: Target) -> None:
     """Drop the marker once the cluster is gone: a later cluster of that name is not ours."""
     if is_dry(c):
         return
-    marker(_settings.load(c), t).unlink(missing_ok=True)
+    marker(_settings.load(c), t, c).unlink(missing_ok=True)
 
 
 def explicitly_named(s: _settings.Settings) -> bool:
@@ -58,7 +60,7 @@ def explicitly_named(s: _settings.Settings) -> bool:
 
 def is_owned(c: Context, t: Target) -> bool:
     s = _settings.load(c)
-    return explicitly_named(s) or marker(s, t).is_file()
+    return explicitly_named(s) or marker(s, t, c).is_file()
 
 
 def require_owned(c: Context, t: Target) -> None:

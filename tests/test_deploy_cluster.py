@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from sim import SimCluster
 
+pytestmark = pytest.mark.cluster
+
 GUIDE_WORKLOADS = {
     ("prism-backends", "StatefulSet", "redis"),
     ("prism-backends", "StatefulSet", "nats"),

@@ -66,3 +66,35 @@ def test_the_python_client_lists_nodes_through_the_tunnel(
     expected = {n["metadata"]["name"] for n in sim_cluster.get("nodes")["items"]}
     assert {node.metadata.name for node in nodes} == expected
     assert host.forwards() > forwards
+
+
+def test_deploy_all_on_the_host_brings_up_the_stack_like_locally(
+    sshd_factory: Callable[..., SshServer],  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """`inv -H box cluster.create deploy.all`: a cluster of its own (staging's name and ports)
+    created by the host's kwokctl, and the whole stack deployed and Ready there."""
+    from conftest import inv
+    from sim import sim_env
+
+    home = tmp_path_factory.mktemp("remote-stack")
+    env = {**sim_env(home), "PRISM_ENV": "staging"}
+    host = sshd_factory(env={key: env[key] for key in ("KWOK_WORKDIR", "KUBECACHEDIR")})
+    cluster = SimCluster(home=home, env=env, name="prism-staging")
+    ssh = ("-H", "box", "--ssh-config", str(host.ssh_config("box")))
+    try:
+        result = inv(*ssh, "cluster.create", "deploy.all", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "step          seconds" in result.stdout
+        items = cluster.get(
+            "deployments,statefulsets", "-A", "-l", "app.kubernetes.io/part-of=prism"
+        )["items"]
+        assert len(items) == 10
+        assert all(i["status"].get("readyReplicas") == i["spec"]["replicas"] for i in items)
+
+        again = inv(*ssh, "deploy.all", env=env)
+        assert again.returncode == 0, again.stderr
+    finally:
+        deleted = inv(*ssh, "cluster.delete", env=env)
+        assert deleted.returncode == 0, deleted.stderr
+    assert not (home / "kwok" / "clusters" / "prism-staging").exists()

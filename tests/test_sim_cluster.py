@@ -16,6 +16,8 @@ from sim import SimCluster, sim_env
 
 from tasks import _sim
 
+pytestmark = pytest.mark.cluster
+
 WEB = """
 apiVersion: apps/v1
 kind: Deployment
