@@ -1,6 +1,6 @@
 """Print the README's task reference, generated from the collection itself.
 
-Run: .venv/bin/python scripts/task_reference.py
+Run: .venv/bin/python scripts/task_reference.py [--write]   (--write updates README.md)
 tests/test_readme.py fails when README.md's block differs from this output, so the reference
 cannot drift from the code.
 """
@@ -41,5 +41,15 @@ def reference() -> str:
     return "\n".join([BEGIN, *body, END])
 
 
+def write(readme: Path) -> None:
+    """Replace the block between the markers in README.md."""
+    text = readme.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    readme.write_text(text[:start] + reference() + text[end:])
+
+
 if __name__ == "__main__":
-    print(reference())
+    if sys.argv[1:] == ["--write"]:
+        write(Path(__file__).resolve().parent.parent / "README.md")
+    else:
+        print(reference())
