@@ -11,9 +11,8 @@ import io
 import os
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any
+from typing import Any, NamedTuple
 
 from invoke import Context, Exit, Result
 
@@ -107,8 +106,7 @@ def query(c: Context, argv: Sequence[str], **kwargs: Any) -> Result:
     return result
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """The cluster a task acts on, with the kubeconfig context pinned (ERRATA 20)."""
 
     provider: str

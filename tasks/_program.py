@@ -43,12 +43,21 @@ def wants_ssh(args: Sequence[str]) -> bool:
     which is a task name on a plain command line and `-H` on `inv --dry -H box deploy.all`.
     A flag after a task name (`deploy.all -t 60`) belongs to that task and does not count.
     """
+    if not any(_could_be_ssh_flag(arg) for arg in args):
+        return False  # the common case, decided without building a parser
     parser = Parser(initial=Program().initial_context, ignore_unknown=True)
     try:
         unparsed = parser.parse_argv(list(args)).unparsed
     except ParseError:
         return False  # invoke reports it, exactly as before
     return bool(unparsed) and unparsed[0] in SSH_FLAGS
+
+
+def _could_be_ssh_flag(arg: str) -> bool:
+    """A cheap pre-check: a long SSH flag, or a short-flag cluster with H, i, S or t in it."""
+    if arg.startswith("--"):
+        return arg.split("=", 1)[0] in SSH_FLAGS
+    return arg.startswith("-") and any(letter in arg[1:] for letter in "HiSt")
 
 
 class ProjectLoader(FilesystemLoader):

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from invoke import Collection, Context, Exit
 
@@ -24,8 +23,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(NamedTuple):
     """What one environment of the guide (dev / staging / prod ...) changes together."""
 
     cluster: str
@@ -72,8 +70,7 @@ class Section(dict[str, Any]):
             raise AttributeError(key) from None
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     env: str
     profile: Profile
     sections: dict[str, Section]

@@ -6,7 +6,7 @@ import time
 
 from invoke import Collection, Context, Exit, task
 
-from . import _command, _deploy, _settings
+from . import _command, _settings
 
 ONLY_HELP = "Comma-separated backends, e.g. redis,postgres (default: backends.enabled)."
 
@@ -28,6 +28,8 @@ def chosen(c: Context, only: str | None) -> list[str]:
 )
 def deploy(c, only=None, overlay=None, timeout=None):
     """Deploy the chosen backends (namespaces, storage and Secrets first) and wait for them."""
+    from . import _deploy  # lazy: keeps `inv --list` fast
+
     s = _settings.load(c)
     started = time.monotonic()
     objects = _deploy.plan_objects(c, overlay or s.overlay, only_backends=chosen(c, only))
@@ -55,6 +57,8 @@ def status(c, only=None):
 )
 def delete(c, only=None, yes=False):
     """Delete the chosen backends and their claims (asks first unless --yes)."""
+    from . import _deploy  # lazy: keeps `inv --list` fast
+
     _command.require_reachable(c)
     names = chosen(c, only)
     t = _command.target(c)
@@ -92,6 +96,8 @@ def delete(c, only=None, yes=False):
 @task(name="list", default=True)
 def list_(c):
     """List the backends this project can deploy and which are enabled."""
+    from . import _deploy  # lazy: keeps `inv --list` fast
+
     enabled = set(chosen(c, None))
     for name in _deploy.available_backends():
         print(f"{name:<9} {'enabled' if name in enabled else 'available'}")

@@ -3,13 +3,12 @@ cluster (kwok). The provider modules do the tool-specific work; this module is t
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from types import ModuleType
 
 from invoke import Collection, Context, Exit, task
 
-from . import _command, _guard, _k3d, _kwok, _settings
+from . import _command, _settings
 from ._command import Target
 
 PROVIDER_HELP = "Cluster provider: auto (k3d when Docker answers, else kwok), k3d or kwok."
@@ -17,10 +16,14 @@ PROVIDER_HELP = "Cluster provider: auto (k3d when Docker answers, else kwok), k3
 
 def provider_module(t: Target) -> ModuleType:
     """Each provider module offers exists, create, start, stop, delete, purge, names."""
+    from . import _k3d, _kwok  # lazy: keeps `inv --list` fast
+
     return _k3d if t.provider == "k3d" else _kwok
 
 
 def _target(c: Context, provider: str | None, announce: bool = True) -> Target:
+    from . import _k3d  # lazy: keeps `inv --list` fast
+
     t = _command.target(c, provider)
     if t.provider == "k3d":
         _k3d.require_docker(c)
@@ -43,6 +46,8 @@ def wait_nodes_ready(c: Context, timeout: int) -> None:
 )
 def create(c, provider=None, tuning=False):
     """Create the cluster of the selected environment and wait for its nodes (idempotent)."""
+    from . import _guard  # lazy: keeps `inv --list` fast
+
     t = _target(c, provider)
     s = _settings.load(c)
     if tuning:
@@ -61,7 +66,7 @@ def create(c, provider=None, tuning=False):
 def _with_cluster(s: _settings.Settings, **values: object) -> _settings.Settings:
     """Settings with some cluster keys replaced: a flag wins over every config layer."""
     sections = {**s.sections, "cluster": _settings.Section({**s.sections["cluster"], **values})}
-    return dataclasses.replace(s, sections=sections)
+    return s._replace(sections=sections)
 
 
 @task(help={"provider": PROVIDER_HELP})
@@ -78,6 +83,8 @@ def start(c, provider=None):
 @task(help={"provider": PROVIDER_HELP})
 def stop(c, provider=None):
     """Stop the cluster, keeping its state for `cluster.start`."""
+    from . import _guard  # lazy: keeps `inv --list` fast
+
     t = _target(c, provider)
     s = _settings.load(c)
     impl = provider_module(t)
@@ -89,6 +96,8 @@ def stop(c, provider=None):
 @task(help={"provider": PROVIDER_HELP})
 def delete(c, provider=None):
     """Delete the cluster; data in the environment's data directory is kept."""
+    from . import _guard  # lazy: keeps `inv --list` fast
+
     t = _target(c, provider)
     s = _settings.load(c)
     impl = provider_module(t)
@@ -109,6 +118,8 @@ def delete(c, provider=None):
 )
 def purge(c, provider=None, yes=False):
     """Delete the cluster and remove its data directory (asks first unless --yes)."""
+    from . import _guard  # lazy: keeps `inv --list` fast
+
     t = _target(c, provider)
     s = _settings.load(c)
     impl = provider_module(t)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from invoke import Collection, Context, Exit, task
 
-from . import _command, _deploy, _settings
+from . import _command, _settings
 from .cluster import create as cluster_create
 
 OVERLAY_HELP = (
@@ -27,6 +27,8 @@ def deploy_steps(
     c: Context, steps: tuple[str, ...], overlay: str | None, timeout: int | None
 ) -> None:
     """Render once, then run the chosen steps with their readiness waits and a timing table."""
+    from . import _deploy  # lazy: keeps `inv --list` fast
+
     s = _settings.load(c)
     started = time.monotonic()
     objects = _deploy.plan_objects(c, _overlay(c, overlay))
@@ -39,6 +41,8 @@ def deploy_steps(
 @task(name="all", pre=[cluster_create], help={"overlay": OVERLAY_HELP, "timeout": TIMEOUT_HELP})
 def all_(c, overlay=None, timeout=None):
     """Deploy everything: namespaces, backends, admin, proxy, runners, ingress, HPA."""
+    from . import _deploy  # lazy: keeps `inv --list` fast
+
     deploy_steps(c, _deploy.STEP_NAMES, overlay, timeout)
 
 
@@ -68,6 +72,8 @@ autoscaling = _component_task("autoscaling", "Apply the prism-proxy HorizontalPo
 )
 def render(c, overlay=None, output=None):
     """Render the final YAML of an overlay (Secrets are not included)."""
+    from . import _deploy  # lazy: keeps `inv --list` fast
+
     objects = _deploy.plan_objects(c, _overlay(c, overlay), for_apply=False)
     text = _deploy.to_yaml(objects)
     if output:
@@ -83,6 +89,8 @@ def render(c, overlay=None, output=None):
 @task(help={"overlay": OVERLAY_HELP})
 def diff(c, overlay=None):
     """Show what deploying the overlay would change in the cluster."""
+    from . import _deploy  # lazy: keeps `inv --list` fast
+
     _command.require_reachable(c)
     objects = _deploy.plan_objects(c, _overlay(c, overlay), for_apply=False)
     result = _command.kubectl(
@@ -127,6 +135,8 @@ def status(c):
 
 
 def format_status(items: list[dict], now: datetime) -> str:
+    from . import _deploy  # lazy: keeps `inv --list` fast
+
     rows = [("NAMESPACE", "KIND", "NAME", "READY", "AGE", "")]
     for item in sorted(items, key=lambda i: (i["metadata"]["namespace"], i["metadata"]["name"])):
         meta, status = item["metadata"], item.get("status", {})
@@ -160,6 +170,8 @@ def _age(delta) -> str:  # type: ignore[no-untyped-def]
 )
 def delete(c, overlay=None, yes=False):
     """Delete every object of the overlay from the cluster (asks first unless --yes)."""
+    from . import _deploy  # lazy: keeps `inv --list` fast
+
     _command.require_reachable(c)
     t = _command.target(c)
     from . import _guard  # written alongside the k3d provider (ERRATA 20)

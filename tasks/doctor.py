@@ -5,15 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from invoke import Context, Exit, task
 
 from . import _command, _sim
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     tool: str
     minimum: tuple[int, int]
     argv: tuple[str, ...]

@@ -3,16 +3,15 @@ what the nodes lack), or push them to a local registry the cluster pulls from.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from invoke import Collection, Context, Exit, task
 
-from . import _command, _k3d, _settings
+from . import _command, _settings
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(NamedTuple):
     name: str
     tag: str
     dockerfile: Path
@@ -87,6 +86,8 @@ def _check_sources(c: Context, wanted: list[Image]) -> None:
 
 
 def _k3d_target(c: Context) -> _command.Target:
+    from . import _k3d  # lazy: keeps `inv --list` fast
+
     t = _command.target(c)
     if t.provider != "k3d":
         raise Exit(
@@ -104,6 +105,8 @@ ONLY_HELP = "Comma-separated subset of images.names (default: all)."
 @task(help={"only": ONLY_HELP})
 def build(c, only=""):
     """Build the Prism images with docker from the Prism source directory."""
+    from . import _k3d  # lazy: keeps `inv --list` fast
+
     wanted = images(c, only)
     _check_sources(c, wanted)
     _k3d.require_docker(c)
@@ -124,6 +127,8 @@ def build(c, only=""):
 )
 def import_(c, only="", force=False):
     """Load the images into the k3d cluster, skipping those every node already holds."""
+    from . import _k3d  # lazy: keeps `inv --list` fast
+
     t = _k3d_target(c)
     s = _settings.load(c)
     if not _k3d.exists(c, s, t):
@@ -148,6 +153,8 @@ def list_(c):
 @task
 def registry(c):
     """Create the local image registry (idempotent); `cluster.registry` attaches it."""
+    from . import _k3d  # lazy: keeps `inv --list` fast
+
     _command.require(c, "k3d")
     _k3d.require_docker(c)
     s = _settings.load(c)
@@ -161,6 +168,8 @@ def registry(c):
 @task(help={"only": ONLY_HELP})
 def push(c, only=""):
     """Tag and push the images to the local registry (localhost:<registry_port>)."""
+    from . import _k3d  # lazy: keeps `inv --list` fast
+
     _command.require(c, "k3d")
     _k3d.require_docker(c)
     s = _settings.load(c)

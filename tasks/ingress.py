@@ -14,7 +14,7 @@ from pathlib import Path
 
 from invoke import Collection, Context, Exit, task
 
-from . import _command, _guard, _k3d, _settings
+from . import _command, _settings
 from .cluster import provider_module
 
 
@@ -34,6 +34,8 @@ def chart_values(t: _command.Target) -> list[str]:
 @task(help={"timeout": "Seconds helm waits for the controller (default: ingress.timeout)."})
 def install(c, timeout=0):
     """Install (or upgrade to) the pinned ingress-nginx chart and wait for the controller."""
+    from . import _k3d  # lazy: keeps `inv --list` fast
+
     s = _settings.load(c)
     t = _command.target(c)
     if t.provider == "k3d":
@@ -89,6 +91,8 @@ def _needs_root(path: Path, entry: str) -> Exit:
 
 def add_host(c: Context, path: Path, entry: str) -> bool:
     """Add `entry` to the hosts file unless its host is there; True when the file changed."""
+    from . import _guard  # lazy: keeps `inv --list` fast
+
     address, host = entry.split()
     try:
         text = path.read_text(encoding="utf-8")
