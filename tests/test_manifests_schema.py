@@ -1,0 +1,95 @@
+"""Every overlay validated by the real API server's schemas (server-side dry run, strict fields)
+on the simulated cluster: unknown or misspelt fields and wrong types are errors, nothing is
+stored."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from sim import SimCluster
+
+pytestmark = pytest.mark.cluster
+
+OVERLAYS = sorted(
+    p.name for p in (Path(__file__).parent.parent / "manifests" / "overlays").iterdir()
+)
+
+
+@pytest.fixture(scope="module")
+def namespaces(sim_cluster: SimCluster) -> SimCluster:
+    """The stack's namespaces exist (a dry run of namespaced objects needs them)."""
+    for name in ("prism", "prism-backends"):
+        manifest = f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n"
+        subprocess.run(
+            [
+                "kubectl",
+                "--kubeconfig",
+                sim_cluster.kubeconfig,
+                "--context",
+                sim_cluster.context,
+                "apply",
+                "-f",
+                "-",
+            ],
+            input=manifest,
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+    return sim_cluster
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_passes_the_api_servers_strict_validation(
+    namespaces: SimCluster, overlay: str
+) -> None:
+    rendered = namespaces.inv("deploy.render", "--overlay", overlay)
+    assert rendered.returncode == 0, rendered.stderr
+    result = subprocess.run(
+        [
+            "kubectl",
+            "--kubeconfig",
+            namespaces.kubeconfig,
+            "--context",
+            namespaces.context,
+            "apply",
+            "--dry-run=server",
+            "--validate=strict",
+            "-f",
+            "-",
+        ],
+        input=rendered.stdout,
+        text=True,
+        capture_output=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("(server dry run)") == rendered.stdout.count(
+        "\nkind: "
+    ) + rendered.stdout.startswith("kind: ")
+
+
+def test_a_misspelt_field_is_caught(namespaces: SimCluster) -> None:
+    """The check above can fail: a typo in a container field is rejected."""
+    rendered = namespaces.inv("deploy.render", "--overlay", "ci").stdout
+    broken = rendered.replace("imagePullPolicy:", "imagePulPolicy:", 1)
+    result = subprocess.run(
+        [
+            "kubectl",
+            "--kubeconfig",
+            namespaces.kubeconfig,
+            "--context",
+            namespaces.context,
+            "apply",
+            "--dry-run=server",
+            "--validate=strict",
+            "-f",
+            "-",
+        ],
+        input=broken,
+        text=True,
+        capture_output=True,
+    )
+    assert result.returncode != 0
+    assert 'unknown field "spec.template.spec.containers[0].imagePulPolicy"' in result.stderr
