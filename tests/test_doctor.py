@@ -70,7 +70,7 @@ def test_missing_required_tool_says_how_to_get_it(tmp_path: Path) -> None:
 
 def test_kwok_provider_needs_the_simulated_cluster_binaries(tmp_path: Path) -> None:
     bin_dir = toolbox(tmp_path, kubectl=KUBECTL_JSON, helm="v3.17.4")
-    code, out, err = doctor(tmp_path, "kwok", bin_dir)
+    code, out, _ = doctor(tmp_path, "kwok", bin_dir)
     assert code == 1
     assert "kwokctl   missing  run scripts/build-sim-binaries.sh" in out
     assert "simulated-cluster binaries missing in" in out
