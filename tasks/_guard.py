@@ -74,6 +74,22 @@ def require_owned(c: Context, t: Target) -> None:
     )
 
 
+def confirm(question: str, yes: bool) -> None:
+    """Ask before destroying anything; without a terminal to ask, refuse unless --yes."""
+    if yes:
+        return
+    import sys
+
+    if not sys.stdin.isatty():
+        raise Exit(f"{question.rstrip('?')}: refusing without --yes (no terminal to ask)", code=1)
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise Exit("cancelled; nothing was changed", code=1)
+
+
 def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
     """Write `text` to a temporary file beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)

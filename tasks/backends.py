@@ -62,13 +62,10 @@ def delete(c, only=None, yes=False):
     _command.require_reachable(c)
     names = chosen(c, only)
     t = _command.target(c)
-    from . import _guard  # written alongside the k3d provider (ERRATA 20)
+    from . import _guard
 
     _guard.require_owned(c, t)
-    if not yes:
-        answer = input(f"delete {', '.join(names)} and their data from cluster {t.name}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            raise Exit("delete cancelled; nothing was removed", code=1)
+    _guard.confirm(f"delete {', '.join(names)} and their data from cluster {t.name}?", yes)
     objects = _deploy.plan_objects(
         c, _settings.load(c).overlay, only_backends=names, for_apply=False
     )

@@ -126,10 +126,7 @@ def purge(c, provider=None, yes=False):
     found = impl.exists(c, s, t)
     if found:
         _guard.require_owned(c, t)
-    if not yes:
-        answer = input(f"remove cluster {t.name} and everything in {s.data_dir}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            raise Exit("purge cancelled; nothing was removed", code=1)
+    _guard.confirm(f"remove cluster {t.name} and everything in {s.data_dir}?", yes)
     if found:
         impl.delete(c, s, t)
         _guard.forget(c, t)

@@ -174,13 +174,10 @@ def delete(c, overlay=None, yes=False):
 
     _command.require_reachable(c)
     t = _command.target(c)
-    from . import _guard  # written alongside the k3d provider (ERRATA 20)
+    from . import _guard
 
     _guard.require_owned(c, t)
-    if not yes:
-        answer = input(f"delete the Prism stack from cluster {t.name}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            raise Exit("delete cancelled; nothing was removed", code=1)
+    _guard.confirm(f"delete the Prism stack from cluster {t.name}?", yes)
     objects = _deploy.plan_objects(c, _overlay(c, overlay), for_apply=False)
     keep = {"Namespace", "StorageClass"}
     doomed = [o for o in objects if o["kind"] not in keep]

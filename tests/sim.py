@@ -51,10 +51,11 @@ class SimCluster:
         return inv(*args, env={**self.env, **extra})
 
     def kubectl(
-        self, *args: str, check: bool = True, timeout: float = 60
+        self, *args: str, check: bool = True, timeout: float = 60, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             ["kubectl", "--kubeconfig", self.kubeconfig, "--context", self.context, *args],
+            input=input,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -86,3 +86,19 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
     assert target.read_text() == "two\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+
+def test_confirm_without_a_terminal_refuses_unless_yes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(Exit, match=r"delete it all: refusing without --yes \(no terminal to ask\)"):
+        _guard.confirm("delete it all?", yes=False)
+    _guard.confirm("delete it all?", yes=True)  # --yes never asks
+
+
+def test_confirm_accepts_only_an_explicit_yes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: "yes")
+    _guard.confirm("delete it all?", yes=False)
+    monkeypatch.setattr("builtins.input", lambda prompt: "")
+    with pytest.raises(Exit, match="cancelled; nothing was changed"):
+        _guard.confirm("delete it all?", yes=False)

@@ -510,9 +510,10 @@ def test_purge_yes_deletes_the_cluster_and_the_data_dir(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("k3d_env", "owned")
 def test_purge_asks_and_a_no_removes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt: "n")
     c = shell(EXISTING)
-    with pytest.raises(Exit, match="purge cancelled; nothing was removed"):
+    with pytest.raises(Exit, match="cancelled; nothing was changed"):
         cluster.purge(c)
     assert changes(c) == []
 

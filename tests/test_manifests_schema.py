@@ -22,23 +22,18 @@ def namespaces(sim_cluster: SimCluster) -> SimCluster:
     """The stack's namespaces exist (a dry run of namespaced objects needs them)."""
     for name in ("prism", "prism-backends"):
         manifest = f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n"
-        subprocess.run(
-            [
-                "kubectl",
-                "--kubeconfig",
-                sim_cluster.kubeconfig,
-                "--context",
-                sim_cluster.context,
-                "apply",
-                "-f",
-                "-",
-            ],
-            input=manifest,
-            text=True,
-            check=True,
-            capture_output=True,
-        )
+        sim_cluster.kubectl("apply", "-f", "-", input=manifest)
     return sim_cluster
+
+
+def server_dry_run(cluster: SimCluster, manifests: str) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=manifests, check=False
+    )
+
+
+def top_level_objects(rendered: str) -> int:
+    return rendered.count("\nkind: ") + rendered.startswith("kind: ")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -47,49 +42,14 @@ def test_overlay_passes_the_api_servers_strict_validation(
 ) -> None:
     rendered = namespaces.inv("deploy.render", "--overlay", overlay)
     assert rendered.returncode == 0, rendered.stderr
-    result = subprocess.run(
-        [
-            "kubectl",
-            "--kubeconfig",
-            namespaces.kubeconfig,
-            "--context",
-            namespaces.context,
-            "apply",
-            "--dry-run=server",
-            "--validate=strict",
-            "-f",
-            "-",
-        ],
-        input=rendered.stdout,
-        text=True,
-        capture_output=True,
-    )
+    result = server_dry_run(namespaces, rendered.stdout)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("(server dry run)") == rendered.stdout.count(
-        "\nkind: "
-    ) + rendered.stdout.startswith("kind: ")
+    assert result.stdout.count("(server dry run)") == top_level_objects(rendered.stdout)
 
 
 def test_a_misspelt_field_is_caught(namespaces: SimCluster) -> None:
     """The check above can fail: a typo in a container field is rejected."""
     rendered = namespaces.inv("deploy.render", "--overlay", "ci").stdout
-    broken = rendered.replace("imagePullPolicy:", "imagePulPolicy:", 1)
-    result = subprocess.run(
-        [
-            "kubectl",
-            "--kubeconfig",
-            namespaces.kubeconfig,
-            "--context",
-            namespaces.context,
-            "apply",
-            "--dry-run=server",
-            "--validate=strict",
-            "-f",
-            "-",
-        ],
-        input=broken,
-        text=True,
-        capture_output=True,
-    )
+    result = server_dry_run(namespaces, rendered.replace("imagePullPolicy:", "imagePulPolicy:", 1))
     assert result.returncode != 0
     assert 'unknown field "spec.template.spec.containers[0].imagePulPolicy"' in result.stderr

@@ -35,22 +35,7 @@ spec:
 @pytest.fixture(scope="module")
 def web(sim_cluster: SimCluster) -> Iterator[str]:
     """A Deployment whose pods the simulation makes Ready; yields one pod's name."""
-    subprocess.run(
-        [
-            "kubectl",
-            "--kubeconfig",
-            sim_cluster.kubeconfig,
-            "--context",
-            sim_cluster.context,
-            "apply",
-            "-f",
-            "-",
-        ],
-        input=WEB,
-        text=True,
-        check=True,
-        capture_output=True,
-    )
+    sim_cluster.kubectl("apply", "-f", "-", input=WEB)
     sim_cluster.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
     pods = sim_cluster.get("pods", "-l", "app=web")["items"]
     yield pods[0]["metadata"]["name"]
