@@ -31,7 +31,11 @@ def rows(collection: Collection, prefix: str = "") -> list[str]:
 
 
 def _args(task) -> list[str]:  # type: ignore[no-untyped-def]
-    return [arg.name for arg in task.get_arguments()]
+    saved = dict(task.help)  # get_arguments() pops each flag's help out of task.help
+    try:
+        return [arg.name for arg in task.get_arguments()]
+    finally:
+        task.help = saved
 
 
 def reference() -> str:

@@ -180,6 +180,12 @@ def kubectl(c: Context, *args: str, namespace: str | None = None, **kwargs: Any)
     return run(c, [*argv, *args], **kwargs)
 
 
+def why(result: Result) -> str:
+    """The last line a failed command printed (its error, as a rule), or its exit code."""
+    lines = (result.stderr or result.stdout or "").strip().splitlines()
+    return lines[-1] if lines else f"exit {result.exited}"
+
+
 def require_reachable(c: Context) -> Target:
     """Stop with the next step when the target cluster's API server does not answer."""
     t = target(c)
@@ -187,10 +193,8 @@ def require_reachable(c: Context) -> Target:
         return t  # a dry run may plan against a cluster that does not exist yet
     answer = query(c, ["kubectl", *kube_flags(t), "get", "--raw", "/readyz"], timeout=30)
     if not answer.ok:
-        lines = (answer.stderr or answer.stdout).strip().splitlines()
-        why = lines[-1] if lines else f"exit {answer.exited}"
         raise Exit(
-            f"cannot reach cluster {t.name} (context {t.context}): {why}; "
+            f"cannot reach cluster {t.name} (context {t.context}): {why(answer)}; "
             "run `inv cluster.create` (or `inv cluster.start` if it is stopped)",
             code=1,
         )

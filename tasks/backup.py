@@ -1,39 +1,100 @@
-"""Backups of the stateful backends, kept in the environment's data directory."""
+"""Backups of the stateful backends, kept in the environment's data directory (ERRATA 16-18).
+
+The work is in `_backup`; these tasks read flags, call it and print one result line.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from invoke import Collection, task
 
 from . import _settings
 
-
-def backup_dir(c) -> Path:
-    s = _settings.load(c)
-    return _settings.resolve_path(s.backup.dir) if s.backup.dir else s.data_dir / "backups"
+FILE_HELP = "Backup file: a path, or a name from `inv backup.list` (required)."
+YES_HELP = "Do not ask for confirmation (required when there is no terminal)."
 
 
 @task(name="list", default=True)
 def list_(c):
     """List finished backups, newest first."""
-    directory = backup_dir(c)
-    files = sorted(
-        (p for p in directory.glob("*") if p.is_file() and not p.name.startswith(".")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
+    from . import _backup  # lazy: keeps `inv --list` fast
+
+    files = _backup.finished_backups(c)
     if not files:
-        print(f"no backups in {directory}")
+        print(f"no backups in {_backup.backup_dir(c)}")
     for path in files:
-        print(f"{path.stat().st_size:>12}  {path}")
+        checked = "" if _backup.sums_path(path).is_file() else "  (no checksum file)"
+        print(f"{_backup.human(path.stat().st_size):>10}  {path}{checked}")
 
 
-ns = Collection("backup", list_)
+@task
+def postgres(c):
+    """Dump Postgres (pg_dump -Fc), verify it and keep it under a timestamped name."""
+    from . import _backup
+
+    done = _backup.backup_postgres(c)
+    if done:
+        print(done.report("postgres"))
+
+
+@task
+def redis(c):
+    """Snapshot Redis (BGSAVE, waiting for LASTSAVE to move), verify it and keep it."""
+    from . import _backup
+
+    done = _backup.backup_redis(c)
+    if done:
+        print(done.report("redis"))
+
+
+@task(help={"file": FILE_HELP})
+def verify(c, file):
+    """Check a backup against its checksum and its format."""
+    from . import _backup
+
+    path = _backup.find(c, file)
+    print(f"{path}: checksum OK, {_backup.verify(c, path)}")
+
+
+@task(name="restore-postgres", help={"file": FILE_HELP, "yes": YES_HELP})
+def restore_postgres(c, file, yes=False):
+    """Replace the Postgres database with a backup (pg_restore --clean, one transaction)."""
+    from . import _backup
+
+    seconds = _backup.restore_postgres(c, file, yes)
+    if seconds is not None:
+        print(f"restored {file} into Postgres, took {seconds:.1f}s")
+
+
+@task(name="restore-redis", help={"file": FILE_HELP, "yes": YES_HELP})
+def restore_redis(c, file, yes=False):
+    """Replace Redis' data with a snapshot: SHUTDOWN NOSAVE, restart, check the key count.
+
+    On k3d the kubelet restarts the Redis container after the shutdown; on the simulated cluster
+    `backup.redis_start_command` starts the server that stands in for the pod."""
+    from . import _backup
+
+    restored = _backup.restore_redis(c, file, yes)
+    if restored is not None:
+        keys, seconds = restored
+        count = _backup.plural(keys, "key")
+        print(f"restored {file} into Redis: {count}, as in the backup; took {seconds:.1f}s")
+
+
+ns = Collection("backup", list_, postgres, redis, verify, restore_postgres, restore_redis)
 _settings.configure(
     ns,
     "backup",
     {
         "dir": "",  # empty: <data_dir>/<env>/backups
+        "namespace": "prism-backends",
+        "postgres_pod": "postgres-0",
+        "postgres_port": 5432,  # as seen inside the pod (pg_dump -h 127.0.0.1 -p ...)
+        "redis_pod": "redis-0",
+        "redis_port": 6379,
+        "redis_data_dir": "/data",  # Redis' `dir` inside the pod, where dump.rdb lives
+        # Run on this machine after SHUTDOWN NOSAVE to start Redis again; empty on k3d, where the
+        # kubelet restarts the container. The simulated cluster needs one (it has no container).
+        "redis_start_command": "",
+        "timeout": 120,  # seconds to wait for BGSAVE, and for Redis to come back after a restore
     },
 )

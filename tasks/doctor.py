@@ -49,8 +49,7 @@ def probe(c: Context, check: Check) -> tuple[str, str]:
         return "missing", _command.INSTALL_HINTS.get(check.tool, "")
     version = parse_version(check.tool, result.stdout)
     if not result.ok or version is None:
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        return "broken", lines[-1] if lines else f"exit {result.exited}"
+        return "broken", _command.why(result)
     shown = ".".join(map(str, version))
     if version[:2] < check.minimum:
         want = ".".join(map(str, check.minimum))

@@ -1,27 +1,195 @@
-"""Look at the running stack: pods, services and ingresses of the Prism namespaces."""
+"""Look at the running stack and install the guide's observability stack (Prometheus, Grafana,
+Loki) with Helm; `observe.check` runs the guide's troubleshooting checks and names the fixes."""
 
 from __future__ import annotations
 
-from invoke import Collection, task
+import shlex
+import time
+
+from invoke import Collection, Context, Exit, task
 
 from . import _command, _settings
 
 NAMESPACES = ("prism", "prism-backends")
+TIMEOUT_HELP = "Seconds helm waits for each release (default: observe.timeout)."
 
 
-@task(default=True)
-def pods(c):
-    """Show pods, services and ingresses in the prism and prism-backends namespaces."""
-    _command.require_reachable(c)
+def _positive(value: int, where: str) -> int:
+    if int(value) <= 0:
+        raise Exit(f"{where}={value!r} must be a positive number of seconds")
+    return int(value)
+
+
+def _settings_checked(c: Context) -> _settings.Settings:
+    """Configuration with the observe section checked, so helm never sees a bad value."""
+    s = _settings.load(c)
+    cfg = s.observe
+    for key in ("prometheus_repo", "grafana_repo"):
+        url = str(cfg[key])
+        if not url.startswith(("http://", "https://")):
+            var = _settings.env_var("observe", key)
+            raise Exit(f"{var}={url!r} is not an http(s) chart repository URL; set it to one")
+    for key in ("namespace", "prometheus_release", "loki_release"):
+        if not str(cfg[key]).strip():
+            raise Exit(f"{_settings.env_var('observe', key)} is empty; set a name (or unset it)")
+    for key in ("prometheus_chart_version", "loki_chart_version"):
+        if not str(cfg[key]).strip():
+            raise Exit(
+                f"{_settings.env_var('observe', key)} is empty; pin a chart version "
+                "(see .env.example for the tested one)"
+            )
+    if cfg.prometheus_release == cfg.loki_release:
+        raise Exit(
+            f"PRISM_OBSERVE_PROMETHEUS_RELEASE and PRISM_OBSERVE_LOKI_RELEASE are both "
+            f"{cfg.loki_release!r}; give the two releases different names"
+        )
+    return s
+
+
+@task(default=True, aliases=["pods"])
+def status(c):
+    """Show the stack's pods, services and ingresses, the observability releases and metrics."""
+    from . import _charts, _checks  # lazy: keeps `inv --list` fast
+
+    t = _command.require_reachable(c)
+    s = _settings.load(c)
     for namespace in NAMESPACES:
         _command.kubectl(c, "get", "pods,svc,ingress", "-o", "wide", namespace=namespace, dry=False)
+    namespace = str(s.observe.namespace)
+    try:
+        found = _charts.deployed(c, namespace)
+    except Exit as error:  # no helm here: the rest of the status still helps
+        print(f"observability: cannot list releases ({error.message})")
+        found = None
+    if found is not None:
+        wanted = [r.name for r in _charts.releases(s, t)]
+        shown = [
+            f"{name} {found[name]['chart']} {found[name]['status']} "
+            f"(revision {found[name]['revision']})"
+            if name in found
+            else f"{name} not installed"
+            for name in wanted
+        ]
+        hint = "" if all(n in found for n in wanted) else "; run `inv observe.install`"
+        print(f"observability (namespace {namespace}): {', '.join(shown)}{hint}")
+    snap = _checks.gather(c, t, NAMESPACES, kinds="horizontalpodautoscalers.autoscaling")
+    for finding in _checks.metrics_server(snap, t):
+        print(finding.line())
 
 
-ns = Collection("observe", pods)
+@task(help={"timeout": TIMEOUT_HELP})
+def install(c, timeout=0):
+    """Install (or upgrade to) the pinned kube-prometheus-stack and loki-stack charts and wait."""
+    from . import _charts  # lazy: keeps `inv --list` fast
+
+    s = _settings_checked(c)
+    seconds = _positive(timeout or s.observe.timeout, "--timeout" if timeout else "observe.timeout")
+    t = _command.require_reachable(c)
+    started = time.monotonic()
+    _charts.install(c, s, t, seconds)
+    if c.config.run.dry:
+        print("dry run: the commands above were printed, nothing was installed")
+        return
+    print(
+        f"observability stack ready in namespace {s.observe.namespace} of cluster {t.name} "
+        f"({time.monotonic() - started:.1f}s); Grafana: `inv observe.grafana`"
+    )
+
+
+@task(
+    help={
+        "yes": "Do not ask for confirmation (required when there is no terminal).",
+        "timeout": "Seconds helm waits for each release to be removed (default: observe.timeout).",
+    }
+)
+def uninstall(c, yes=False, timeout=0):
+    """Uninstall the Prometheus and Loki releases (asks first unless --yes)."""
+    from . import _charts, _guard  # lazy: keeps `inv --list` fast
+
+    s = _settings_checked(c)
+    seconds = _positive(timeout or s.observe.timeout, "--timeout" if timeout else "observe.timeout")
+    t = _command.require_reachable(c)
+    _guard.require_owned(c, t)
+    names = " and ".join(r.name for r in _charts.releases(s, t))
+    _guard.confirm(
+        f"uninstall {names} from namespace {s.observe.namespace} of cluster {t.name}?", yes
+    )
+    removed = _charts.uninstall(c, s, t, seconds)
+    if str(s.observe.prometheus_release) in removed:
+        print(
+            "helm keeps the CRDs of kube-prometheus-stack (*.monitoring.coreos.com); "
+            "delete them by hand if nothing else uses them"
+        )
+
+
+@task(help={"port": "Local port for Grafana (default: observe.grafana_port, 3000)."})
+def grafana(c, port=0):
+    """Print how to reach Grafana: the port-forward command and where its credentials are."""
+    s = _settings_checked(c)
+    t = _command.target(c)
+    local = int(port or s.observe.grafana_port)
+    if not 0 < local < 65536:
+        raise Exit(f"port {local} is not a TCP port; choose one between 1 and 65535")
+    namespace = str(s.observe.namespace)
+    service = f"{s.observe.prometheus_release}-grafana"  # the grafana subchart's full name
+    kubectl = ["kubectl", *_command.kube_flags(t), "-n", namespace]
+    forward = shlex.join([*kubectl, "port-forward", f"svc/{service}", f"{local}:80"])
+    secret = shlex.join(
+        [*kubectl, "get", "secret", service, "-o", "jsonpath={.data.admin-password}"]
+    )
+    print(f"forward:  {forward}")
+    print(f"open:     http://localhost:{local}")
+    print(
+        "login:    admin / the kube-prometheus-stack chart's default grafana.adminPassword "
+        "(`prom-operator`, the guide's) unless you set your own"
+    )
+    print(f"password: {secret} | base64 -d")
+    if t.provider == "kwok":
+        print("note:     on the simulated cluster no Grafana runs; use this on k3d")
+
+
+@task
+def check(c):
+    """Run the guide's troubleshooting checks; one line per finding with its fix."""
+    from . import _checks  # lazy: keeps `inv --list` fast
+
+    s = _settings_checked(c)
+    t = _command.require_reachable(c)
+    ours = {name.strip() for name in str(s.images.names).split(",") if name.strip()}
+    findings = _checks.run_all(c, t, str(s.observe.namespace), ours, str(s.observe.dns_image))
+    for finding in findings:
+        print(finding.line())
+    problems = sum(f.severity == _checks.PROBLEM for f in findings)
+    warnings = sum(f.severity == _checks.WARNING for f in findings)
+    if problems:
+        raise Exit(
+            f"{problems} problem(s), {warnings} warning(s) on cluster {t.name}; "
+            "apply the fixes above and run `inv observe.check` again",
+            code=1,
+        )
+    print(f"no problems on cluster {t.name} ({warnings} warning(s))")
+
+
+ns = Collection("observe", status, install, uninstall, grafana, check)
 _settings.configure(
     ns,
     "observe",
     {
         "namespace": "observability",
+        # ERRATA 14: every repository the installs need is added; both URLs can point elsewhere
+        # (a mirror, or the tests' loopback repository).
+        "prometheus_repo": "https://prometheus-community.github.io/helm-charts",
+        "grafana_repo": "https://grafana.github.io/helm-charts",
+        # Pinned charts: kube-prometheus-stack 67.8.0 (Prometheus Operator v0.79.2); loki-stack
+        # 2.10.2 is the last release of that chart (upstream deprecated it; the guide uses it).
+        "prometheus_chart_version": "67.8.0",
+        "loki_chart_version": "2.10.2",
+        # The guide's release names; Grafana's Service is <prometheus_release>-grafana.
+        "prometheus_release": "prometheus",
+        "loki_release": "loki",
+        "timeout": 600,  # seconds helm waits for each release
+        "grafana_port": 3000,
+        # observe.check's DNS test pod (k3d only); busybox as in the guide, pinned.
+        "dns_image": "busybox:1.36",
     },
 )

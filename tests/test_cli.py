@@ -31,7 +31,11 @@ def test_list_shows_every_namespace_with_help() -> None:
 def test_every_task_has_a_one_line_doc_and_help_for_every_flag(name: str) -> None:
     task = dict(all_tasks())[name]
     assert (task.__doc__ or "").strip(), f"{name} has no docstring"
-    undocumented = [a.name for a in task.get_arguments() if not a.help]
+    saved = dict(task.help)  # get_arguments() pops each flag's help out of task.help
+    try:
+        undocumented = [a.name for a in task.get_arguments() if not a.help]
+    finally:
+        task.help = saved
     assert not undocumented, f"{name}: flags without help: {undocumented}"
 
 

@@ -1,0 +1,100 @@
+"""Time `backup.postgres/redis` and `backup.restore-postgres/redis` on the simulated cluster,
+against real PostgreSQL and Redis servers (tests/dbservers.py) filled with generated data.
+
+Needs the loopback-only network namespace the simulated cluster insists on:
+
+    unshare --net -- bash -c 'ip link set lo up && .venv/bin/python bench/backup_times.py'
+    ... bench/backup_times.py --rows 1000000 --keys 500000 --runs 5
+
+Each line is one real `inv` run (process start included), timed from outside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000, help="Postgres rows (~100 B each)")
+    parser.add_argument("--keys", type=int, default=200_000, help="Redis keys (~100 B values)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each task")
+    args = parser.parse_args()
+
+    import dbservers
+    import sim
+    from conftest import INV
+
+    home = Path(tempfile.mkdtemp(prefix="prism-bench-backup-"))
+    cluster = sim.start(home)
+    postgres = dbservers.start_postgres()
+    redis = dbservers.start_redis()
+    env = {
+        **os.environ,
+        **cluster.env,
+        "PRISM_BACKUP_DIR": str(home / "backups"),
+        "PRISM_BACKUP_POSTGRES_PORT": str(postgres.port),
+        "PRISM_BACKUP_REDIS_PORT": str(redis.port),
+        "PRISM_BACKUP_REDIS_DATA_DIR": str(redis.dir),
+        "PRISM_BACKUP_REDIS_START_COMMAND": redis.start_command,
+    }
+
+    def inv(*task: str) -> tuple[float, str]:
+        started = time.monotonic()
+        result = subprocess.run(
+            [INV, *task], env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"inv {' '.join(task)} failed:\n{result.stdout}{result.stderr}")
+        return time.monotonic() - started, result.stdout
+
+    try:
+        deployed = cluster.inv("backends.deploy", "--only", "redis,postgres")
+        if deployed.returncode != 0:
+            raise SystemExit(deployed.stdout + deployed.stderr)
+        postgres.sql(
+            "CREATE TABLE bench AS SELECT n AS id, md5(n::text) || md5((n * 7)::text) || "
+            f"md5((n * 13)::text) AS body FROM generate_series(1, {args.rows}) AS n"
+        )
+        size = postgres.sql("SELECT pg_size_pretty(pg_database_size('prism'))")
+        redis.cli(
+            "EVAL",
+            "for i = 1, tonumber(ARGV[1]) do redis.call('SET', 'key:' .. i, string.rep('v', 100)) end",
+            "0",
+            str(args.keys),
+        )
+        print(f"postgres: {args.rows} rows ({size}); redis: {redis.cli('DBSIZE')} keys")
+        print(f"{'task':<26}{'median s':>10}{'min s':>8}{'max s':>8}  file")
+        for backend in ("postgres", "redis"):
+            times, restores, last = [], [], ""
+            for _ in range(args.runs):
+                seconds, out = inv(f"backup.{backend}")
+                times.append(seconds)
+                last = re.search(rf"{backend} backup (\S+) \(([^,]+)", out).groups()  # type: ignore[union-attr,assignment]
+            for _ in range(args.runs):
+                seconds, _out = inv(f"backup.restore-{backend}", "--file", last[0], "--yes")
+                restores.append(seconds)
+            for name, values in ((f"backup.{backend}", times), (f"restore-{backend}", restores)):
+                print(
+                    f"{name:<26}{statistics.median(values):>10.2f}{min(values):>8.2f}"
+                    f"{max(values):>8.2f}  {last[1]}"
+                )
+    finally:
+        redis.stop()
+        postgres.stop()
+        sim.stop(cluster)
+
+
+if __name__ == "__main__":
+    main()

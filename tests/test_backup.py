@@ -1,0 +1,298 @@
+"""Backups and restores of Postgres and Redis (ERRATA 16-18, 20), against real servers.
+
+The simulated cluster runs `kubectl exec postgres-0 / redis-0 -- ...` on this machine, where
+tests/dbservers.py starts a throwaway PostgreSQL and Redis on loopback ports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dbservers
+import pytest
+from conftest import INV, ROOT, make_context
+from dbservers import Postgres, Redis
+from sim import SimCluster
+
+from tasks import _backup
+
+pytestmark = pytest.mark.cluster
+
+Inv = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    server = dbservers.start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[Redis]:
+    server = dbservers.start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def backends(sim_cluster: SimCluster) -> SimCluster:
+    """postgres-0 and redis-0 exist (and run) in the simulated cluster."""
+    deployed = sim_cluster.inv("backends.deploy", "--only", "redis,postgres")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    return sim_cluster
+
+
+@pytest.fixture
+def backup_env(
+    backends: SimCluster, postgres: Postgres, redis: Redis, tmp_path: Path
+) -> dict[str, str]:
+    """The simulated cluster's environment, pointed at this test's servers and backup dir."""
+    return {
+        **backends.env,
+        "PRISM_BACKUP_DIR": str(tmp_path / "backups"),
+        "PRISM_BACKUP_POSTGRES_PORT": str(postgres.port),
+        "PRISM_BACKUP_REDIS_PORT": str(redis.port),
+        "PRISM_BACKUP_REDIS_DATA_DIR": str(redis.dir),
+        "PRISM_BACKUP_REDIS_START_COMMAND": redis.start_command,
+    }
+
+
+@pytest.fixture
+def run(backup_env: dict[str, str]) -> Inv:
+    """The real `inv`, with no terminal and nothing on standard input."""
+
+    def invoke(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [INV, *args],
+            cwd=ROOT,
+            env={**os.environ, **backup_env, **extra},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    return invoke
+
+
+@pytest.fixture
+def backups(tmp_path: Path) -> Path:
+    return tmp_path / "backups"
+
+
+@pytest.fixture
+def notes(postgres: Postgres) -> Postgres:
+    postgres.sql(
+        "DROP TABLE IF EXISTS notes; CREATE TABLE notes (id int PRIMARY KEY, body text);"
+        "INSERT INTO notes VALUES (1, 'one'), (2, 'two')"
+    )
+    return postgres
+
+
+def made(result: subprocess.CompletedProcess[str], backend: str, backups: Path) -> Path:
+    """The backup a successful run reported."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = re.search(rf"{backend} backup (\S+) ", result.stdout)
+    assert found, result.stdout
+    return Path(found.group(1))
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """A failure a user can cause ends in one line, with no traceback."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def everything_in(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+def test_a_postgres_backup_round_trips(run: Inv, notes: Postgres, backups: Path) -> None:
+    dump = made(run("backup.postgres"), "postgres", backups)
+    assert re.fullmatch(r"postgres-\d{8}-\d{6}\.dump", dump.name)
+    assert everything_in(backups) == [dump.name, dump.name + ".sha256"]
+    notes.sql("DELETE FROM notes WHERE id = 1; UPDATE notes SET body = 'changed' WHERE id = 2;")
+    notes.sql("INSERT INTO notes VALUES (3, 'three')")
+
+    restored = run("backup.restore-postgres", "--file", dump.name, "--yes")
+
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert notes.sql("SELECT id, body FROM notes ORDER BY id") == "1|one\n2|two"
+
+
+def test_a_failing_pg_dump_leaves_no_file_and_one_line(
+    run: Inv, notes: Postgres, backups: Path
+) -> None:
+    failed = run("backup.postgres", PRISM_POSTGRES_PASSWORD="wrong")
+
+    line = one_line(failed)
+    assert line.startswith("pg_dump failed: "), line
+    assert 'password authentication failed for user "prism"' in line
+    assert "wrong" not in failed.stdout + failed.stderr
+    assert everything_in(backups) == []
+
+
+def test_two_backups_in_the_same_second_never_overwrite(
+    backup_env: dict[str, str], notes: Postgres, backups: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in backup_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(_backup, "stamp", lambda: "20250102-030405")
+
+    first = _backup.backup_postgres(make_context())
+    notes.sql("INSERT INTO notes VALUES (3, 'three')")
+    second = _backup.backup_postgres(make_context())
+
+    assert first and second
+    assert (first.path.name, second.path.name) == (
+        "postgres-20250102-030405.dump",
+        "postgres-20250102-030405-2.dump",
+    )
+    assert first.sha256 != second.sha256
+    for done in (first, second):
+        assert _backup.sha256(done.path) == done.sha256
+        assert _backup.sums_path(done.path).read_text() == f"{done.sha256}  {done.path.name}\n"
+
+
+def test_the_checksum_catches_a_corrupted_backup_before_restore(
+    run: Inv, notes: Postgres, backups: Path
+) -> None:
+    dump = made(run("backup.postgres"), "postgres", backups)
+    notes.sql("UPDATE notes SET body = 'after the backup'")
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dump.write_bytes(bytes(data))
+
+    refused = run("backup.restore-postgres", "--file", str(dump), "--yes")
+
+    assert "does not match its checksum" in one_line(refused)
+    assert notes.sql("SELECT DISTINCT body FROM notes") == "after the backup"
+
+
+def test_verify_names_what_a_good_backup_holds(run: Inv, notes: Postgres, backups: Path) -> None:
+    dump = made(run("backup.postgres"), "postgres", backups)
+
+    checked = run("backup.verify", "--file", str(dump))
+
+    assert checked.returncode == 0, checked.stderr
+    assert re.search(r"checksum OK, pg_dump archive, \d+ entries", checked.stdout)
+
+
+def test_restore_without_yes_and_no_terminal_refuses_and_changes_nothing(
+    run: Inv, notes: Postgres, backups: Path
+) -> None:
+    dump = made(run("backup.postgres"), "postgres", backups)
+    notes.sql("UPDATE notes SET body = 'after the backup'")
+
+    refused = run("backup.restore-postgres", "--file", str(dump))
+
+    assert "refusing without --yes (no terminal to ask)" in one_line(refused)
+    assert notes.sql("SELECT DISTINCT body FROM notes") == "after the backup"
+
+
+def test_restore_on_a_cluster_the_project_did_not_create_is_refused(
+    run: Inv, notes: Postgres, backups: Path, tmp_path: Path
+) -> None:
+    dump = made(run("backup.postgres"), "postgres", backups)
+    notes.sql("UPDATE notes SET body = 'after the backup'")
+
+    # Another data directory holds no marker of having created this cluster (ERRATA 20).
+    refused = run(
+        "backup.restore-postgres", "--file", str(dump), "--yes", PRISM_DATA_DIR=str(tmp_path)
+    )
+
+    assert "was not created by prism-tasks" in one_line(refused)
+    assert notes.sql("SELECT DISTINCT body FROM notes") == "after the backup"
+
+
+def test_an_older_local_pg_restore_hands_the_check_to_the_pod(
+    run: Inv, notes: Postgres, backups: Path, tmp_path: Path
+) -> None:
+    dump = made(run("backup.postgres"), "postgres", backups)
+    old = tmp_path / "old-client"
+    old.mkdir()
+    (old / "pg_restore").write_text(
+        "#!/bin/sh\necho 'pg_restore: error: unsupported version (1.16) in file header' >&2\n"
+        "exit 1\n"
+    )
+    (old / "pg_restore").chmod(0o755)
+
+    checked = run("backup.verify", "--file", str(dump), PATH=f"{old}:{os.environ['PATH']}")
+
+    assert checked.returncode == 0, checked.stderr
+    assert "verified with the one in postgres-0" in checked.stdout
+
+
+def test_an_unknown_pod_is_named_with_the_next_step(run: Inv, backups: Path) -> None:
+    failed = run("backup.postgres", PRISM_BACKUP_POSTGRES_POD="postgres-7")
+
+    assert one_line(failed) == (
+        "pod prism-backends/postgres-7 not found on cluster prism-ci; "
+        "deploy it with `inv backends.deploy --only postgres`"
+    )
+    assert everything_in(backups) == []
+
+
+def test_a_missing_backup_file_is_named(run: Inv) -> None:
+    failed = run("backup.restore-postgres", "--file", "postgres-19990101-000000.dump", "--yes")
+
+    assert "backup file postgres-19990101-000000.dump not found" in one_line(failed)
+
+
+def test_an_unreachable_cluster_stops_before_anything_is_written(
+    run: Inv, backups: Path, tmp_path: Path
+) -> None:
+    failed = run("backup.redis", PRISM_CLUSTER_KUBECONFIG=str(tmp_path / "no-kubeconfig"))
+
+    assert "cannot reach cluster prism-ci" in one_line(failed)
+    assert everything_in(backups) == []
+
+
+@pytest.fixture
+def slow_snapshots(redis: Redis) -> Iterator[Redis]:
+    """Every snapshot takes over a second: Redis sleeps 0.3 s per key while writing one."""
+    redis.cli("FLUSHALL")
+    for n in range(4):
+        redis.cli("SET", f"key-{n}", "x")
+    redis.cli("CONFIG", "SET", "rdb-key-save-delay", "300000")
+    yield redis
+    redis.cli("CONFIG", "SET", "rdb-key-save-delay", "0")
+
+
+def test_a_redis_backup_waits_for_bgsave_to_move_lastsave(
+    run: Inv, slow_snapshots: Redis, backups: Path
+) -> None:
+    # An older snapshot sits in Redis' dir: copying it before BGSAVE ends would miss the write.
+    slow_snapshots.cli("SAVE")
+    slow_snapshots.cli("SET", "just-before", "fresh")
+
+    result = run("backup.redis")
+
+    rdb = made(result, "redis", backups)
+    assert "waiting for BGSAVE (LASTSAVE still" in result.stdout
+    assert re.fullmatch(r"redis-\d{8}-\d{6}\.rdb", rdb.name)
+    assert dbservers.read_snapshot(rdb, "just-before") == "fresh"
+
+
+def test_a_redis_restore_brings_back_the_key_count(run: Inv, redis: Redis, backups: Path) -> None:
+    redis.cli("FLUSHALL")
+    for n in range(3):
+        redis.cli("SET", f"key-{n}", f"value-{n}")
+    rdb = made(run("backup.redis"), "redis", backups)
+    redis.cli("FLUSHALL")
+    redis.cli("SET", "written-later", "x")
+
+    restored = run("backup.restore-redis", "--file", str(rdb), "--yes")
+
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "3 keys, as in the backup" in restored.stdout
+    assert redis.cli("DBSIZE") == "3"
+    assert redis.cli("GET", "key-0") == "value-0"
