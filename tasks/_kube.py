@@ -5,7 +5,9 @@ Imported lazily by tasks that watch the cluster, so that `inv --list` never pays
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,3 +41,109 @@ def api_client(c: Context) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+# --- plain requests: JSON in, dicts out -------------------------------------------------------
+
+
+def request(
+    api: Any,
+    method: str,
+    path: str,
+    query: Sequence[tuple[str, str]] = (),
+    body: dict[str, Any] | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, dict[str, Any]]:
+    """One API request through `api`'s connection pool and credentials: (HTTP status, body).
+
+    Plain dicts skip the typed client's model classes, which cost more than the request."""
+    method, url, headers, body, _ = api.param_serialize(
+        method,
+        path,
+        query_params=list(query),
+        header_params={"Accept": "application/json", "Content-Type": content_type},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = api.call_api(method, url, header_params=headers, body=body, _request_timeout=60)
+    data = response.read()
+    try:
+        decoded = json.loads(data) if data else {}
+    except ValueError:
+        decoded = {"message": data.decode(errors="replace").strip()}
+    return response.status, decoded
+
+
+def items(api: Any, path: str, selector: str, kind: str) -> list[dict[str, Any]]:
+    """The objects of a list request, each with its `kind` (lists leave it out of items)."""
+    status, found = request(api, "GET", path, [("labelSelector", selector)])
+    if status >= 300:
+        raise Exit(f"cannot list {path}: {found.get('message', status)}", code=1)
+    return [{"kind": kind, **item} for item in found.get("items") or []]
+
+
+class Resources:
+    """Which REST path serves each kind: the API server's discovery, one request per
+    group/version and only for the group/versions asked about (custom resources included)."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self.lock = threading.Lock()
+        self.found: dict[str, dict[str, tuple[str, bool]]] = {}  # apiVersion -> kind -> entry
+
+    def path(self, obj: dict[str, Any], namespace: str = "default") -> str:
+        """`/apis/apps/v1/namespaces/prism/deployments/prism-admin` for such an object."""
+        version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+        prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
+        with self.lock:
+            if version not in self.found:
+                self.found[version] = self._discover(prefix)
+        entry = self.found[version].get(kind)
+        if entry is None:
+            raise Exit(
+                f"the cluster serves no {kind} in {version or '(no apiVersion)'}: "
+                "check the manifest's apiVersion and kind (a custom resource needs its CRD first)",
+                code=1,
+            )
+        plural, namespaced = entry
+        name = obj["metadata"]["name"]
+        if namespaced:
+            return f"{prefix}/namespaces/{obj['metadata'].get('namespace') or namespace}/{plural}/{name}"
+        return f"{prefix}/{plural}/{name}"
+
+    def _discover(self, prefix: str) -> dict[str, tuple[str, bool]]:
+        status, found = request(self.api, "GET", prefix)
+        if status == 404:
+            return {}
+        if status >= 300:
+            raise Exit(f"cannot read {prefix} from the API server: {found.get('message')}", code=1)
+        return {
+            r["kind"]: (r["name"], bool(r.get("namespaced")))
+            for r in found.get("resources", [])
+            if "/" not in r["name"]  # subresources such as deployments/scale
+        }
+
+
+def server_side_apply(
+    api: Any, resources: Resources, obj: dict[str, Any], field_manager: str
+) -> dict[str, Any]:
+    """`kubectl apply --server-side --force-conflicts` of one object, with the server's strict
+    field validation (an unknown or duplicate field is an error, not silently dropped)."""
+    query = [("fieldManager", field_manager), ("force", "true"), ("fieldValidation", "Strict")]
+    status, answer = request(
+        api,
+        "PATCH",
+        resources.path(obj),
+        query,
+        body=obj,
+        content_type="application/apply-patch+yaml",
+    )
+    if status >= 300:
+        meta = obj["metadata"]
+        where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+        raise Exit(
+            f"the API server rejected {obj['kind']} {where}{meta['name']}: "
+            f"{answer.get('message', status)}",
+            code=1,
+        )
+    return answer

@@ -11,9 +11,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from invoke import Context, Exit
+from invoke import Exit
 
-from . import _kube
 from ._deploy import Progress, is_ready
 
 HEARTBEAT = 10
@@ -22,7 +21,7 @@ IMAGE_REASONS = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "Inval
 
 
 def until_ready(
-    c: Context,
+    api: Any,
     step: str,
     pending: set[tuple[str, str, str]],
     deadline: float,
@@ -36,47 +35,44 @@ def until_ready(
     for kind, namespace, name in pending:
         groups[(kind, namespace)].add(name)
 
-    with _kube.api_client(c) as api:
-        apps = client.AppsV1Api(api)
-        listers = {
-            "Deployment": apps.list_namespaced_deployment,
-            "StatefulSet": apps.list_namespaced_stateful_set,
-        }
-        for (kind, namespace), names in sorted(groups.items()):
-            status: dict[str, str] = {name: "0/?" for name in names}
-            while names:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    name = sorted(names)[0]
-                    raise Exit(explain(api, step, kind, namespace, name, status[name], started))
-                stream = watch.Watch().stream(
-                    listers[kind],
-                    namespace,
-                    label_selector="app.kubernetes.io/part-of=prism",
-                    timeout_seconds=max(1, int(min(HEARTBEAT, remaining))),
+    apps = client.AppsV1Api(api)
+    listers = {
+        "Deployment": apps.list_namespaced_deployment,
+        "StatefulSet": apps.list_namespaced_stateful_set,
+    }
+    for (kind, namespace), names in sorted(groups.items()):
+        status: dict[str, str] = {name: "0/?" for name in names}
+        while names:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                name = sorted(names)[0]
+                raise Exit(explain(api, step, kind, namespace, name, status[name], started))
+            stream = watch.Watch().stream(
+                listers[kind],
+                namespace,
+                label_selector="app.kubernetes.io/part-of=prism",
+                timeout_seconds=max(1, int(min(HEARTBEAT, remaining))),
+            )
+            for event in stream:
+                obj = api.sanitize_for_serialization(event["object"])
+                name = obj["metadata"]["name"]
+                if name not in names:
+                    continue
+                ready = (obj.get("status") or {}).get("readyReplicas", 0)
+                status[name] = f"{ready}/{obj['spec'].get('replicas', 1)}"
+                if kind == "StatefulSet" and not is_ready(obj):
+                    on_pending_statefulset(obj)
+                if is_ready(obj):
+                    names.discard(name)
+                    elapsed = time.monotonic() - started
+                    progress.say(f"  ✓ {kind.lower()} {namespace}/{name} ready ({elapsed:.1f}s)")
+                if not names:
+                    break
+            if names:
+                waiting = ", ".join(f"{n} {status[n]}" for n in sorted(names))
+                progress.say(
+                    f"  … {step}: waiting for {waiting} ({time.monotonic() - started:.0f}s)"
                 )
-                for event in stream:
-                    obj = api.sanitize_for_serialization(event["object"])
-                    name = obj["metadata"]["name"]
-                    if name not in names:
-                        continue
-                    ready = (obj.get("status") or {}).get("readyReplicas", 0)
-                    status[name] = f"{ready}/{obj['spec'].get('replicas', 1)}"
-                    if kind == "StatefulSet" and not is_ready(obj):
-                        on_pending_statefulset(obj)
-                    if is_ready(obj):
-                        names.discard(name)
-                        elapsed = time.monotonic() - started
-                        progress.say(
-                            f"  ✓ {kind.lower()} {namespace}/{name} ready ({elapsed:.1f}s)"
-                        )
-                    if not names:
-                        break
-                if names:
-                    waiting = ", ".join(f"{n} {status[n]}" for n in sorted(names))
-                    progress.say(
-                        f"  … {step}: waiting for {waiting} ({time.monotonic() - started:.0f}s)"
-                    )
 
 
 def explain(

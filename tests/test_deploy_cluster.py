@@ -145,6 +145,78 @@ def test_backend_never_ready_stops_with_object_events_and_hint_then_rerun_conver
     assert "nodeSelector" not in redis["spec"]["template"]["spec"]
 
 
+MISSPELLED_FIELD = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: prism-proxy, namespace: prism}
+spec:
+  replicaz: 3
+"""
+
+
+def test_a_misspelled_field_is_rejected_by_strict_validation_and_nothing_of_it_lands(
+    sim_cluster: SimCluster, deployed: str, tmp_path: Path
+) -> None:
+    """kubectl's default (`--validate=strict`) holds for the API apply too: an unknown field is
+    an error naming the object, never silently dropped."""
+    before = resource_versions(sim_cluster)
+    overlay = broken_overlay(tmp_path, MISSPELLED_FIELD)
+    result = sim_cluster.inv("deploy.all", "--overlay", str(overlay))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "the API server rejected Deployment prism/prism-proxy: " in last, last
+    assert ".spec.replicaz: field not declared in schema" in last
+    assert resource_versions(sim_cluster) == before
+
+
+UNKNOWN_KIND = """
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: w
+  namespace: prism
+  labels: {app.kubernetes.io/component: foundation}
+"""
+
+
+def test_a_kind_the_cluster_does_not_serve_is_one_clear_line(
+    sim_cluster: SimCluster, deployed: str, tmp_path: Path
+) -> None:
+    overlay = broken_overlay(tmp_path, "")
+    (overlay / "widget.yaml").write_text(UNKNOWN_KIND)
+    (overlay / "kustomization.yaml").write_text(
+        (overlay / "kustomization.yaml")
+        .read_text()
+        .split("patches:")[0]
+        .replace("resources:\n", "resources:\n- widget.yaml\n")
+    )
+    result = sim_cluster.inv("deploy.foundation", "--overlay", str(overlay))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "the cluster serves no Widget in example.com/v1" in result.stderr
+
+
+def test_an_object_that_belongs_to_no_step_stops_the_deploy_before_anything_is_applied(
+    sim_cluster: SimCluster, deployed: str, tmp_path: Path
+) -> None:
+    overlay = broken_overlay(tmp_path, "")
+    (overlay / "extra.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra, namespace: prism}\n"
+    )
+    (overlay / "kustomization.yaml").write_text(
+        (overlay / "kustomization.yaml")
+        .read_text()
+        .split("patches:")[0]
+        .replace("resources:\n", "resources:\n- extra.yaml\n")
+    )
+    result = sim_cluster.inv("deploy.all", "--overlay", str(overlay))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "ConfigMap prism/extra belongs to no step" in result.stderr
+    assert "extra" not in sim_cluster.kubectl("get", "configmaps", "-n", "prism").stdout
+
+
 def test_wrong_overlay_name_is_one_clear_line(sim_cluster: SimCluster) -> None:
     result = sim_cluster.inv("deploy.all", "--overlay", "prdo")
     assert result.returncode != 0
