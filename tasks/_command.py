@@ -162,6 +162,7 @@ def target(c: Context, provider: str | None = None) -> Target:
 def forget_targets() -> None:
     """Drop cached provider decisions (tests switch configuration within one process)."""
     _targets.clear()
+    _reachable.clear()
 
 
 def kube_flags(t: Target) -> list[str]:
@@ -186,11 +187,18 @@ def why(result: Result) -> str:
     return lines[-1] if lines else f"exit {result.exited}"
 
 
+# Clusters whose API server answered in this process, by (where, target): a task and its
+# pre-tasks probe once (a probe is an SSH round trip on a remote host).
+_reachable: set[tuple[str, Target]] = set()
+
+
 def require_reachable(c: Context) -> Target:
     """Stop with the next step when the target cluster's API server does not answer."""
     t = target(c)
     if c.config.run.dry:
         return t  # a dry run may plan against a cluster that does not exist yet
+    if (where(c), t) in _reachable:
+        return t
     answer = query(c, ["kubectl", *kube_flags(t), "get", "--raw", "/readyz"], timeout=30)
     if not answer.ok:
         raise Exit(
@@ -198,7 +206,13 @@ def require_reachable(c: Context) -> Target:
             "run `inv cluster.create` (or `inv cluster.start` if it is stopped)",
             code=1,
         )
+    _reachable.add((where(c), t))
     return t
+
+
+def forget_reachable(c: Context, t: Target) -> None:
+    """The cluster is going away (stop, delete): probe again before using it."""
+    _reachable.discard((where(c), t))
 
 
 def helm(c: Context, *args: str, namespace: str | None = None, **kwargs: Any) -> Result:

@@ -90,6 +90,7 @@ def stop(c, provider=None):
     impl = provider_module(t)
     _require_exists(c, s, t, impl)
     _guard.require_owned(c, t)
+    _command.forget_reachable(c, t)
     impl.stop(c, s, t)
 
 
@@ -105,6 +106,7 @@ def delete(c, provider=None):
         print(f"cluster {t.name} does not exist ({t.provider}); nothing to delete")
         return
     _guard.require_owned(c, t)
+    _command.forget_reachable(c, t)
     impl.delete(c, s, t)
     _guard.forget(c, t)
     print(f"cluster {t.name} deleted; data kept in {s.data_dir} (`inv cluster.purge` removes it)")
@@ -128,6 +130,7 @@ def purge(c, provider=None, yes=False):
         _guard.require_owned(c, t)
     _guard.confirm(f"remove cluster {t.name} and everything in {s.data_dir}?", yes)
     if found:
+        _command.forget_reachable(c, t)
         impl.delete(c, s, t)
         _guard.forget(c, t)
     impl.purge(c, s, t)

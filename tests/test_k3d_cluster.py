@@ -4,6 +4,7 @@ happen before anything changes (busy port, bad name, no Docker, foreign context,
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -615,3 +616,20 @@ def test_cli_create_with_a_name_k3d_rejects(tmp_path: Path, tools: Path) -> None
         "k3d cluster list -o json",
     ]
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.usefixtures("k3d_env")
+def test_a_cluster_that_answered_is_probed_once_per_run_until_it_is_stopped() -> None:
+    """`inv cluster.create deploy.all`: the pre-task's probe serves the task too (on a remote
+    host each probe is an SSH round trip); stopping the cluster forgets the answer."""
+    readyz = cmd("kubectl", "--context", "k3d-prism-local", "get", "--raw", "/readyz")
+    c = shell({readyz: ok("ok")})
+    from tasks import _command
+
+    t = _command.require_reachable(c)
+    assert _command.require_reachable(c) == t
+    assert commands(c) == [shlex.split(readyz)]
+
+    _command.forget_reachable(c, t)
+    _command.require_reachable(c)
+    assert len(commands(c)) == 2
