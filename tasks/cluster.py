@@ -57,7 +57,14 @@ def create(c, provider=None, tuning=False):
         impl.report_existing(c, s, t)
         return
     started = time.monotonic()
-    impl.create(c, s, t)
+    try:
+        impl.create(c, s, t)
+    except BaseException:
+        # Failed or interrupted half-way: a cluster that came into being is still ours, so
+        # that `inv cluster.delete` may remove it.
+        if impl.exists(c, s, t):
+            _guard.record_created(c, t)
+        raise
     _guard.record_created(c, t)
     wait_nodes_ready(c, s.cluster.wait_timeout)
     print(f"cluster {t.name} ready in {time.monotonic() - started:.1f}s (context {t.context})")

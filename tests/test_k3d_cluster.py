@@ -614,6 +614,7 @@ def test_cli_create_with_a_name_k3d_rejects(tmp_path: Path, tools: Path) -> None
     assert (tools / "calls.log").read_text().splitlines() == [
         "docker info --format {{.ServerVersion}}",
         "k3d cluster list -o json",
+        "k3d cluster list -o json",  # after the failure: did a cluster come into being?
     ]
     assert not (tmp_path / "data").exists()
 
@@ -633,3 +634,21 @@ def test_a_cluster_that_answered_is_probed_once_per_run_until_it_is_stopped() ->
     _command.forget_reachable(c, t)
     _command.require_reachable(c)
     assert len(commands(c)) == 2
+
+
+@pytest.mark.usefixtures("k3d_env")
+def test_an_interrupted_create_leaves_the_cluster_it_made_deletable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """^C while k3d is still creating: the cluster exists, so it is recorded as ours."""
+    from tasks import _command
+
+    c = shell(answers(**{cmd(*CLUSTER_LIST): [ok([]), ok([k3d_cluster("prism-local")])]}))
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_k3d, "create", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cluster.create(c)
+    assert _guard.is_owned(c, _command.target(c))
