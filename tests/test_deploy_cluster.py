@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -215,6 +217,82 @@ def test_an_object_that_belongs_to_no_step_stops_the_deploy_before_anything_is_a
     assert "Traceback" not in result.stderr, result.stderr
     assert "ConfigMap prism/extra belongs to no step" in result.stderr
     assert "extra" not in sim_cluster.kubectl("get", "configmaps", "-n", "prism").stdout
+
+
+MISSING_PROXY_IMAGE = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: prism-proxy, namespace: prism}
+spec:
+  template:
+    spec:
+      schedulerName: no-scheduler  # stays unscheduled, so kwok leaves its status to the test
+      containers:
+      - name: prism-proxy
+        image: prism-proxy:does-not-exist
+"""
+
+
+def play_kubelet_failing_to_pull(cluster: SimCluster, image: str, stop: threading.Event) -> None:
+    """What a kubelet reports for an image it cannot pull; the simulated cluster has no kubelet
+    (and no images), so the test writes that status itself."""
+    status = {
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "prism-proxy",
+                    "image": image,
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}},
+                }
+            ]
+        }
+    }
+    while not stop.wait(0.2):
+        for pod in cluster.get("pods", "-n", "prism", "-l", "app=prism-proxy")["items"]:
+            if pod["spec"]["containers"][0]["image"] == image and not pod["status"].get(
+                "containerStatuses"
+            ):
+                cluster.kubectl(
+                    "patch", "pod", pod["metadata"]["name"], "-n", "prism",
+                    "--subresource=status", "--type=merge", "-p", json.dumps(status),
+                )  # fmt: skip
+
+
+def test_an_image_that_does_not_exist_stops_with_the_pod_and_the_fix_then_rerun_converges(
+    sim_cluster: SimCluster, deployed: str, tmp_path: Path
+) -> None:
+    overlay = broken_overlay(tmp_path, MISSING_PROXY_IMAGE)
+    stop = threading.Event()
+    kubelet = threading.Thread(
+        target=play_kubelet_failing_to_pull,
+        args=(sim_cluster, "prism-proxy:does-not-exist", stop),
+        daemon=True,
+    )
+    kubelet.start()
+    try:
+        result = sim_cluster.inv("deploy.all", "--overlay", str(overlay), "--timeout", "6")
+    finally:
+        stop.set()
+        kubelet.join()
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "proxy: deployment prism/prism-proxy not Ready after" in result.stderr
+    assert "Pending ErrImagePull" in result.stderr
+    assert (
+        "hint: the image (prism-proxy:does-not-exist) is not in the cluster: "
+        "run `inv images.build images.import`" in result.stderr
+    )
+
+    fixed = sim_cluster.inv("deploy.all", "--timeout", "60")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    proxy = workloads(sim_cluster)[("prism", "Deployment", "prism-proxy")]
+    assert proxy["status"]["readyReplicas"] == proxy["spec"]["replicas"]
+    assert proxy["spec"]["template"]["spec"]["containers"][0]["image"] != (
+        "prism-proxy:does-not-exist"
+    )
 
 
 def test_wrong_overlay_name_is_one_clear_line(sim_cluster: SimCluster) -> None:
