@@ -113,8 +113,10 @@ def diff(c, overlay=None):
 
 @task
 def status(c):
-    """Show every Prism workload with ready/desired replicas and age."""
-    _command.require_reachable(c)
+    """Show every Prism workload (ready/desired, age) and whether the HPA gets metrics."""
+    from . import _checks  # lazy: keeps `inv --list` fast
+
+    t = _command.require_reachable(c)
     result = _command.kubectl(
         c,
         "get",
@@ -132,6 +134,10 @@ def status(c):
         print("no Prism workloads; run `inv deploy.all`")
         return
     print(format_status(items, datetime.now(UTC)))
+    # ERRATA 15: an HPA without the metrics API never scales; say so where people look.
+    snap = _checks.gather(c, t, _checks.STACK_NAMESPACES, kinds="horizontalpodautoscalers")
+    for finding in _checks.metrics_server(snap, t):
+        print(finding.line())
 
 
 def format_status(items: list[dict], now: datetime) -> str:

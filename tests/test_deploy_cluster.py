@@ -98,6 +98,8 @@ def test_status_table_lists_every_workload(sim_cluster: SimCluster, deployed: st
     assert lines[0].split() == ["NAMESPACE", "KIND", "NAME", "READY", "AGE"]
     assert {tuple(line.split()[:3]) for line in lines[1:]} >= GUIDE_WORKLOADS
     assert "not ready" not in result.stdout
+    assert "metrics-server: no v1beta1.metrics.k8s.io API on the simulated cluster" in result.stdout
+    assert "an HPA (deploy.autoscaling) would never scale" in result.stdout  # ci: no HPA
 
 
 def test_diff_after_deploy_shows_no_changes(sim_cluster: SimCluster, deployed: str) -> None:
