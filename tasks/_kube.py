@@ -18,11 +18,19 @@ from . import _command
 
 @contextmanager
 def api_client(c: Context) -> Iterator[Any]:
-    """An ApiClient for the target cluster's context (never the current context)."""
+    """An ApiClient for the target cluster's context (never the current context).
+
+    A connection lost or a request refused inside the block ends the task with one line."""
+    t = _command.target(c)
+    with _explained(t), _client(c, t) as client:
+        yield client
+
+
+@contextmanager
+def _client(c: Context, t: _command.Target) -> Iterator[Any]:
     from kubernetes import config as kube_config
     from kubernetes.config.config_exception import ConfigException
 
-    t = _command.target(c)
     if _command.is_remote(c):
         from . import _tunnel
 
@@ -41,6 +49,34 @@ def api_client(c: Context) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+@contextmanager
+def _explained(t: _command.Target) -> Iterator[None]:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError, SSLError
+
+    try:
+        yield
+    except HTTPError as error:
+        reason = getattr(error, "reason", error)
+        if isinstance(reason, SSLError):
+            raise Exit(
+                f"cannot verify the Kubernetes API server of cluster {t.name} ({reason}); its "
+                "kubeconfig belongs to another cluster: `inv cluster.kubeconfig` rewrites it",
+                code=1,
+            ) from None
+        raise Exit(
+            f"lost the connection to the Kubernetes API of cluster {t.name} ({error}); "
+            "is it running? `inv cluster.status`",
+            code=1,
+        ) from None
+    except ApiException as error:
+        raise Exit(
+            f"the Kubernetes API of cluster {t.name} refused a request: "
+            f"{error.status} {error.reason}",
+            code=1,
+        ) from None
 
 
 # --- plain requests: JSON in, dicts out -------------------------------------------------------

@@ -1,6 +1,10 @@
-"""Resilience drills: disrupt one workload of the stack on the project's own cluster."""
+"""Resilience drills: disrupt one workload of the stack on the project's own cluster and time how
+long it takes to heal."""
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 from invoke import Collection, Exit, task
 
@@ -11,30 +15,95 @@ from . import _command, _settings
     name="kill-pod",
     help={
         "app": "The workload's `app` label, e.g. prism-proxy or redis (required).",
-        "namespace": "Namespace of the workload (default: prism).",
+        "namespace": "Namespace of the workload (default: chaos.namespace, prism).",
+        "timeout": "Seconds to wait for the replacement to be Ready (default: chaos.timeout).",
     },
 )
-def kill_pod(c, app, namespace=None):
-    """Delete one pod of a workload and let its controller replace it."""
-    _command.require_reachable(c)
-    namespace = namespace or _settings.load(c).chaos.namespace
-    names = _command.kubectl(
-        c,
-        "get",
-        "pods",
-        "-l",
-        f"app={app}",
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-        namespace=namespace,
-        dry=False,
-        hide=True,
-    ).stdout.split()
-    if not names:
-        raise Exit(f"no pod with app={app} in namespace {namespace}; see `inv observe`", code=1)
-    _command.kubectl(c, "delete", "pod", names[0], "--wait=false", namespace=namespace)
-    print(f"deleted pod {names[0]}; its controller will start a replacement")
+def kill_pod(c, app, namespace=None, timeout=None):
+    """Delete one Ready pod of a workload and time how long until a replacement is Ready."""
+    from . import _deploy, _guard, _kube  # lazy: keeps `inv --list` fast
+
+    t = _command.require_reachable(c)
+    _guard.require_owned(c, t)  # ERRATA 20: never break a cluster that is not ours
+    s = _settings.load(c)
+    namespace = namespace or str(s.chaos.namespace)
+    wait = _deploy.seconds(timeout, int(s.chaos.timeout))
+    selector = f"app={app}"
+    with _kube.api_client(c) as api:
+        pods = _kube.items(api, f"/api/v1/namespaces/{namespace}/pods", selector, "Pod")
+        ready = sorted((p for p in pods if _ready(p)), key=lambda p: p["metadata"]["name"])
+        if not pods:
+            raise Exit(
+                f"no pod with {selector} in namespace {namespace}; "
+                "`inv deploy.status` lists the workloads",
+                code=1,
+            )
+        if not ready:
+            raise Exit(
+                f"no Ready pod with {selector} in namespace {namespace} to kill: the workload "
+                "is unhealthy already; `inv observe.check` says why",
+                code=1,
+            )
+        victim = ready[0]["metadata"]
+        _command.kubectl(
+            c, "delete", "pod", victim["name"], "--wait=false", namespace=namespace, hide="stdout"
+        )
+        if c.config.run.dry:
+            return
+        started = time.monotonic()
+        print(f"killed pod {namespace}/{victim['name']} ({len(ready)} Ready before)", flush=True)
+        name = _until_replaced(api, namespace, selector, victim["uid"], len(ready), wait)
+        print(f"healed: {name} Ready after {time.monotonic() - started:.1f}s")
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    terminating = bool(pod["metadata"].get("deletionTimestamp"))
+    return not terminating and any(
+        x["type"] == "Ready" and x["status"] == "True" for x in conditions
+    )
+
+
+def _until_replaced(
+    api: Any, namespace: str, selector: str, victim: str, want: int, timeout: int
+) -> str:
+    """Watch the pods until `want` are Ready again without the victim; the newest one's name."""
+    from kubernetes import client, watch
+
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Exit(
+                f"no replacement Ready within {timeout}s; `inv observe.check` says why", code=1
+            )
+        pods: dict[str, dict[str, Any]] = {}
+        stream = watch.Watch().stream(
+            core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+            timeout_seconds=max(1, int(remaining)),
+        )
+        for event in stream:
+            pod = api.sanitize_for_serialization(event["object"])
+            uid = pod["metadata"]["uid"]
+            if event["type"] == "DELETED":
+                pods.pop(uid, None)
+            else:
+                pods[uid] = pod
+            healthy = [p for u, p in pods.items() if u != victim and _ready(p)]
+            if len(healthy) >= want:
+                newest = max(healthy, key=lambda p: p["metadata"]["creationTimestamp"])
+                return str(newest["metadata"]["name"])
 
 
 ns = Collection("chaos", kill_pod)
-_settings.configure(ns, "chaos", {"namespace": "prism"})
+_settings.configure(
+    ns,
+    "chaos",
+    {
+        "namespace": "prism",
+        "timeout": 120,  # seconds for a killed pod's replacement to become Ready
+    },
+)
