@@ -19,10 +19,13 @@ import yaml
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("kubectl") is None,
-    reason="kubectl (with built-in kustomize) is not on PATH",
-)
+
+@pytest.fixture(autouse=True)
+def kubectl_on_path() -> None:
+    """These tests render with kubectl's built-in kustomize; without it they fail, never skip."""
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl (with built-in kustomize) is not on PATH; install kubectl 1.29+")
+
 
 OVERLAYS = ["local", "ci", "dev", "staging", "prod"]
 BASES = sorted(p.name for p in (MANIFESTS / "base").iterdir() if p.is_dir())
