@@ -179,7 +179,7 @@ def server_side_apply(
         where = f"{meta['namespace']}/" if meta.get("namespace") else ""
         raise Exit(
             f"the API server rejected {obj['kind']} {where}{meta['name']}: "
-            f"{answer.get('message', status)}",
+            f"{answer.get('message', status)}; fix it in the overlay, then run the same task again",
             code=1,
         )
     return answer
