@@ -27,6 +27,8 @@ from typing import NamedTuple
 from invoke import Context, Exit, Result
 
 from . import _command, _guard, _settings
+from ._command import Target
+from ._settings import Settings
 
 SUFFIXES = {"postgres": ".dump", "redis": ".rdb"}
 MAGIC = {b"PGDMP": "postgres", b"REDIS": "redis"}
@@ -412,11 +414,7 @@ def _count_entries(listing: str) -> int:
 def restore_postgres(c: Context, file: str, yes: bool) -> float | None:
     """pg_restore --clean --if-exists in one transaction, from a verified backup."""
     started = time.monotonic()
-    _local_only(c)
-    path = find(c, file)
-    t = _command.require_reachable(c)
-    _guard.require_owned(c, t)
-    s = _settings.load(c)
+    path, t, s = _restore_target(c, file)
     user, db, password = _postgres_secrets(c)
     digest = check_sum(path)
     _require_kind(path, "postgres")
@@ -633,11 +631,7 @@ def restore_redis(c: Context, file: str, yes: bool) -> tuple[int, float] | None:
     4. `start_redis`: Redis starts again and loads the file;
     5. the key count must be the backup's."""
     started = time.monotonic()
-    _local_only(c)
-    path = find(c, file)
-    t = _command.require_reachable(c)
-    _guard.require_owned(c, t)
-    s = _settings.load(c)
+    path, t, s = _restore_target(c, file)
     digest = check_sum(path)
     _require_kind(path, "redis")
     check_rdb(path)
@@ -770,6 +764,16 @@ def verify(c: Context, path: Path) -> str:
         return f"pg_dump archive, {archive_entries(c, path, digest)} entries"
     check_rdb(path)
     return "Redis RDB snapshot"
+
+
+def _restore_target(c: Context, file: str) -> tuple[Path, Target, Settings]:
+    """What every restore checks first: a local backup file, and a reachable cluster this
+    project may change (ERRATA 20)."""
+    _local_only(c)
+    path = find(c, file)
+    t = _command.require_reachable(c)
+    _guard.require_owned(c, t)
+    return path, t, _settings.load(c)
 
 
 def _require_kind(path: Path, expected: str) -> None:

@@ -500,6 +500,12 @@ def gather(
     return snap
 
 
+def metrics_now(c: Context, t: Target) -> list[Finding]:
+    """The metrics-server check alone, with just the queries it needs (the status tasks)."""
+    snap = gather(c, t, STACK_NAMESPACES, kinds="horizontalpodautoscalers.autoscaling")
+    return metrics_server(snap, t)
+
+
 def run_all(
     c: Context, t: Target, observe_namespace: str, our_images: set[str], dns_image: str
 ) -> list[Finding]:

@@ -258,6 +258,12 @@ def is_ready(obj: dict[str, Any]) -> bool:
     )
 
 
+def pod_ready(pod: dict[str, Any]) -> bool:
+    """A pod whose Ready condition is True."""
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(x["type"] == "Ready" and x["status"] == "True" for x in conditions)
+
+
 @dataclass
 class Progress:
     """Prints each workload as it becomes Ready, and a heartbeat for the ones still waiting."""
@@ -364,9 +370,7 @@ class Plan:
         pods_path = f"/api/v1/namespaces/{meta['namespace']}/pods"
         for pod in _kube.items(self.api, pods_path, selector, "Pod"):
             revision = pod["metadata"].get("labels", {}).get("controller-revision-hash")
-            conditions = (pod.get("status") or {}).get("conditions") or []
-            ready = any(x["type"] == "Ready" and x["status"] == "True" for x in conditions)
-            if revision != update and not ready:
+            if revision != update and not pod_ready(pod):
                 name = pod["metadata"]["name"]
                 self.progress.say(
                     f"  ↻ replacing pod {meta['namespace']}/{name}: outdated and not Ready"

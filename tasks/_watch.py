@@ -13,7 +13,7 @@ from typing import Any
 
 from invoke import Exit
 
-from ._deploy import Progress, is_ready
+from ._deploy import Progress, is_ready, pod_ready
 
 HEARTBEAT = 10
 
@@ -97,7 +97,7 @@ def explain(
     hint = f"inspect it with `kubectl -n {namespace} describe {kind.lower()} {name}`"
     found = core.list_namespaced_pod(namespace, label_selector=selector)
     pods: list[dict[str, Any]] = api.sanitize_for_serialization(found)["items"]
-    pods.sort(key=_ready)  # the pods that are not Ready explain the wait: show them first
+    pods.sort(key=pod_ready)  # the pods that are not Ready explain the wait: show them first
     for pod in pods[:3]:
         pod_name, phase = pod["metadata"]["name"], pod.get("status", {}).get("phase", "")
         reasons = [
@@ -122,11 +122,6 @@ def explain(
         lines += [f"    {e}" for e in _events(core, namespace, kind, name)]
     lines.append(f"  hint: {hint}; then run the same task again")
     return "\n".join(lines)
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(x["type"] == "Ready" and x["status"] == "True" for x in conditions)
 
 
 def _events(core: Any, namespace: str, kind: str, name: str) -> list[str]:

@@ -57,11 +57,10 @@ def kill_pod(c, app, namespace=None, timeout=None):
 
 
 def _ready(pod: dict[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    terminating = bool(pod["metadata"].get("deletionTimestamp"))
-    return not terminating and any(
-        x["type"] == "Ready" and x["status"] == "True" for x in conditions
-    )
+    """Ready and staying: a pod being deleted does not count."""
+    from ._deploy import pod_ready
+
+    return not pod["metadata"].get("deletionTimestamp") and pod_ready(pod)
 
 
 def _until_replaced(

@@ -135,8 +135,7 @@ def status(c):
         return
     print(format_status(items, datetime.now(UTC)))
     # ERRATA 15: an HPA without the metrics API never scales; say so where people look.
-    snap = _checks.gather(c, t, _checks.STACK_NAMESPACES, kinds="horizontalpodautoscalers")
-    for finding in _checks.metrics_server(snap, t):
+    for finding in _checks.metrics_now(c, t):
         print(finding.line())
 
 

@@ -72,8 +72,7 @@ def status(c):
         ]
         hint = "" if all(n in found for n in wanted) else "; run `inv observe.install`"
         print(f"observability (namespace {namespace}): {', '.join(shown)}{hint}")
-    snap = _checks.gather(c, t, NAMESPACES, kinds="horizontalpodautoscalers.autoscaling")
-    for finding in _checks.metrics_server(snap, t):
+    for finding in _checks.metrics_now(c, t):
         print(finding.line())
 
 

@@ -108,14 +108,19 @@ def test_diff_after_deploy_shows_no_changes(sim_cluster: SimCluster, deployed: s
     assert result.stdout.strip().endswith("no changes")
 
 
-def broken_overlay(tmp_path: Path, patch: str) -> Path:
+def broken_overlay(tmp_path: Path, patch: str = "", extra: str = "") -> Path:
+    """The ci overlay with a patch on top, or with one more resource file, or both."""
     overlay = tmp_path / "broken"
     overlay.mkdir()
     ci = os.path.relpath(Path(__file__).parent.parent / "manifests" / "overlays" / "ci", overlay)
-    (overlay / "kustomization.yaml").write_text(
-        f"resources:\n- {ci}\npatches:\n- path: patch.yaml\n"
-    )
-    (overlay / "patch.yaml").write_text(patch)
+    kustomization = f"resources:\n- {ci}\n"
+    if extra:
+        kustomization += "- extra.yaml\n"
+        (overlay / "extra.yaml").write_text(extra)
+    if patch:
+        kustomization += "patches:\n- path: patch.yaml\n"
+        (overlay / "patch.yaml").write_text(patch)
+    (overlay / "kustomization.yaml").write_text(kustomization)
     return overlay
 
 
@@ -187,14 +192,7 @@ metadata:
 def test_a_kind_the_cluster_does_not_serve_is_one_clear_line(
     sim_cluster: SimCluster, deployed: str, tmp_path: Path
 ) -> None:
-    overlay = broken_overlay(tmp_path, "")
-    (overlay / "widget.yaml").write_text(UNKNOWN_KIND)
-    (overlay / "kustomization.yaml").write_text(
-        (overlay / "kustomization.yaml")
-        .read_text()
-        .split("patches:")[0]
-        .replace("resources:\n", "resources:\n- widget.yaml\n")
-    )
+    overlay = broken_overlay(tmp_path, extra=UNKNOWN_KIND)
     result = sim_cluster.inv("deploy.foundation", "--overlay", str(overlay))
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
@@ -204,15 +202,9 @@ def test_a_kind_the_cluster_does_not_serve_is_one_clear_line(
 def test_an_object_that_belongs_to_no_step_stops_the_deploy_before_anything_is_applied(
     sim_cluster: SimCluster, deployed: str, tmp_path: Path
 ) -> None:
-    overlay = broken_overlay(tmp_path, "")
-    (overlay / "extra.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra, namespace: prism}\n"
-    )
-    (overlay / "kustomization.yaml").write_text(
-        (overlay / "kustomization.yaml")
-        .read_text()
-        .split("patches:")[0]
-        .replace("resources:\n", "resources:\n- extra.yaml\n")
+    overlay = broken_overlay(
+        tmp_path,
+        extra="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra, namespace: prism}\n",
     )
     result = sim_cluster.inv("deploy.all", "--overlay", str(overlay))
     assert result.returncode != 0
