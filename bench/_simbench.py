@@ -109,7 +109,7 @@ class Home:
 
 
 def sim_bin_dir() -> str:
-    from tasks import _sim
+    from tasks._core import sim_binaries as _sim
 
     return str(_sim.bin_dir())
 

@@ -5,8 +5,8 @@ other, each workload followed by `kubectl rollout status` before the next comman
 The manifests are the project's rendered `local` overlay (`kubectl kustomize
 manifests/overlays/local`), grouped as the guide groups its heredocs; NATS is the project's
 rendered StatefulSet (the guide fetches it from a URL). Applied first, as `inv deploy.all`'s
-foundation step does: the Namespaces, the Secrets (`tasks._deploy.secrets`) and, because the
-simulation has no provisioner, the pre-bound PersistentVolumes (`tasks._kwok.volumes`).
+foundation step does: the Namespaces, the Secrets (`tasks._deploy.render.secrets`) and, because the
+simulation has no provisioner, the pre-bound PersistentVolumes (`tasks._providers.kwok.volumes`).
 The guide's step 1 (the nginx ingress controller, fetched from a URL) is not part of it, and
 neither are its read-only `kubectl get` checks (leaving them out only makes the guide faster).
 
@@ -58,7 +58,9 @@ def extras(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from invoke import Config, Context
 
     import tasks
-    from tasks import _deploy, _kwok, _settings
+    from tasks._deploy import render as _deploy
+    from tasks._core import settings as _settings
+    from tasks._providers import kwok as _kwok
 
     config = Config()
     config.load_collection(tasks.ns.configuration())

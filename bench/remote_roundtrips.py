@@ -46,7 +46,7 @@ def instrumented() -> Iterator[dict[str, Host]]:
     """Record, per host label, what crosses each SSH connection."""
     import paramiko
 
-    from tasks import _hosts
+    from tasks._remote import hosts as _hosts
 
     hosts: dict[str, Host] = defaultdict(Host)
     run, open_, start, open_channel = (
@@ -101,7 +101,7 @@ def instrumented() -> Iterator[dict[str, Host]]:
 def run_inv(args: list[str]) -> int:
     from invoke import __version__
 
-    from tasks import _program
+    from tasks._cli import program as _program
 
     program = _program.program(
         ssh=True, name="Invoke", binary="inv", binary_names=["inv"], version=__version__

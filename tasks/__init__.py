@@ -6,7 +6,7 @@ This module only assembles; each namespace module carries its own tasks and defa
 from invoke import Collection
 
 from . import backends, backup, chaos, cluster, deploy, images, ingress, observe
-from ._settings import configure
+from ._core.settings import configure
 from .doctor import doctor
 
 ns = Collection()

@@ -6,7 +6,8 @@ import time
 
 from invoke import Collection, Context, Exit, task
 
-from . import _command, _settings
+from ._core import settings as _settings
+from ._core import target as _target
 
 ONLY_HELP = "Comma-separated backends, e.g. redis,postgres (default: backends.enabled)."
 
@@ -28,23 +29,24 @@ def chosen(c: Context, only: str | None) -> list[str]:
 )
 def deploy(c, only=None, overlay=None, timeout=None):
     """Deploy the chosen backends (namespaces, storage and Secrets first) and wait for them."""
-    from . import _deploy  # lazy: keeps `inv --list` fast
+    from ._deploy import plan as _plan
+    from ._deploy import render as _render
 
     s = _settings.load(c)
     started = time.monotonic()
-    objects = _deploy.plan_objects(c, overlay or s.overlay, only_backends=chosen(c, only))
-    _command.require_reachable(c)
-    steps = [step for step in _deploy.STEPS if step.name in ("foundation", "backends")]
-    outcomes = _deploy.run_plan(c, objects, steps, _deploy.seconds(timeout, s.deploy.timeout))
-    _deploy.summarize(outcomes, time.monotonic() - started)
+    objects = _render.plan_objects(c, overlay or s.overlay, only_backends=chosen(c, only))
+    _target.require_reachable(c)
+    steps = [step for step in _render.STEPS if step.name in ("foundation", "backends")]
+    outcomes = _plan.run_plan(c, objects, steps, _settings.seconds(timeout, s.deploy.timeout))
+    _plan.summarize(outcomes, time.monotonic() - started)
 
 
 @task(help={"only": ONLY_HELP})
 def status(c, only=None):
     """Show the chosen backends' workloads with ready/desired replicas."""
-    _command.require_reachable(c)
+    _target.require_reachable(c)
     selector = f"app.kubernetes.io/component=backend,app.kubernetes.io/name in ({','.join(chosen(c, only))})"
-    _command.kubectl(
+    _target.kubectl(
         c, "get", "statefulsets,pods,pvc", "-l", selector, namespace="prism-backends", dry=False
     )
 
@@ -57,46 +59,46 @@ def status(c, only=None):
 )
 def delete(c, only=None, yes=False):
     """Delete the chosen backends and their claims (asks first unless --yes)."""
-    from . import _deploy  # lazy: keeps `inv --list` fast
+    from ._deploy import render as _render
 
-    _command.require_reachable(c)
+    _target.require_reachable(c)
     names = chosen(c, only)
-    t = _command.target(c)
-    from . import _guard
+    t = _target.resolve(c)
+    from ._core import guard as _guard
 
     _guard.require_owned(c, t)
     _guard.confirm(f"delete {', '.join(names)} and their data from cluster {t.name}?", yes)
-    objects = _deploy.plan_objects(
+    objects = _render.plan_objects(
         c, _settings.load(c).overlay, only_backends=names, for_apply=False
     )
-    doomed = [o for o in objects if _deploy.labels(o).get(_deploy.TIER) == "backend"]
-    _command.kubectl(
+    doomed = [o for o in objects if _render.labels(o).get(_render.TIER) == "backend"]
+    _target.kubectl(
         c,
         "delete",
         "--ignore-not-found",
         "-f",
         "-",
-        input=_deploy.to_yaml(doomed),
+        input=_render.to_yaml(doomed),
     )
-    claims = _deploy.claims(doomed)
+    claims = _render.claims(doomed)
     if claims:
-        _command.kubectl(
+        _target.kubectl(
             c, "delete", "pvc", *claims, "--ignore-not-found", namespace="prism-backends"
         )
     if claims and t.provider == "kwok":
         # The simulated cluster's volumes are pre-bound to these claims; a new claim of the
         # same name needs a fresh one (the deploy engine creates it).
         volumes = [f"sim-prism-backends-{claim}" for claim in claims]
-        _command.kubectl(c, "delete", "pv", *volumes, "--ignore-not-found")
+        _target.kubectl(c, "delete", "pv", *volumes, "--ignore-not-found")
 
 
 @task(name="list", default=True)
 def list_(c):
     """List the backends this project can deploy and which are enabled."""
-    from . import _deploy  # lazy: keeps `inv --list` fast
+    from ._deploy import render as _render
 
     enabled = set(chosen(c, None))
-    for name in _deploy.available_backends():
+    for name in _render.available_backends():
         print(f"{name:<9} {'enabled' if name in enabled else 'available'}")
 
 

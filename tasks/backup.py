@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from invoke import Collection, task
 
-from . import _settings
+from ._core import settings as _settings
 
 FILE_HELP = "Backup file: a path, or a name from `inv backup.list` (required)."
 YES_HELP = "Do not ask for confirmation (required when there is no terminal)."
@@ -16,22 +16,22 @@ YES_HELP = "Do not ask for confirmation (required when there is no terminal)."
 @task(name="list", default=True)
 def list_(c):
     """List finished backups, newest first."""
-    from . import _backup  # lazy: keeps `inv --list` fast
+    from ._backup import files as _files
 
-    files = _backup.finished_backups(c)
+    files = _files.finished_backups(c)
     if not files:
-        print(f"no backups in {_backup.backup_dir(c)}")
+        print(f"no backups in {_files.backup_dir(c)}")
     for path in files:
-        checked = "" if _backup.sums_path(path).is_file() else "  (no checksum file)"
-        print(f"{_backup.human(path.stat().st_size):>10}  {path}{checked}")
+        checked = "" if _files.sums_path(path).is_file() else "  (no checksum file)"
+        print(f"{_files.human(path.stat().st_size):>10}  {path}{checked}")
 
 
 @task
 def postgres(c):
     """Dump Postgres (pg_dump -Fc), verify it and keep it under a timestamped name."""
-    from . import _backup
+    from ._backup import postgres as _postgres
 
-    done = _backup.backup_postgres(c)
+    done = _postgres.backup_postgres(c)
     if done:
         print(done.report("postgres"))
 
@@ -39,9 +39,9 @@ def postgres(c):
 @task
 def redis(c):
     """Snapshot Redis (BGSAVE, waiting for LASTSAVE to move), verify it and keep it."""
-    from . import _backup
+    from ._backup import redis as _redis
 
-    done = _backup.backup_redis(c)
+    done = _redis.backup_redis(c)
     if done:
         print(done.report("redis"))
 
@@ -49,18 +49,19 @@ def redis(c):
 @task(help={"file": FILE_HELP})
 def verify(c, file):
     """Check a backup against its checksum and its format."""
-    from . import _backup
+    from ._backup import files as _files
+    from ._backup import verify as _verify
 
-    path = _backup.find(c, file)
-    print(f"{path}: checksum OK, {_backup.verify(c, path)}")
+    path = _files.find(c, file)
+    print(f"{path}: checksum OK, {_verify.verify(c, path)}")
 
 
 @task(name="restore-postgres", help={"file": FILE_HELP, "yes": YES_HELP})
 def restore_postgres(c, file, yes=False):
     """Replace the Postgres database with a backup (pg_restore --clean, one transaction)."""
-    from . import _backup
+    from ._backup import postgres as _postgres
 
-    seconds = _backup.restore_postgres(c, file, yes)
+    seconds = _postgres.restore_postgres(c, file, yes)
     if seconds is not None:
         print(f"restored {file} into Postgres, took {seconds:.1f}s")
 
@@ -71,12 +72,13 @@ def restore_redis(c, file, yes=False):
 
     On k3d the kubelet restarts the Redis container after the shutdown; on the simulated cluster
     `backup.redis_start_command` starts the server that stands in for the pod."""
-    from . import _backup
+    from ._backup import files as _files
+    from ._backup import redis as _redis
 
-    restored = _backup.restore_redis(c, file, yes)
+    restored = _redis.restore_redis(c, file, yes)
     if restored is not None:
         keys, seconds = restored
-        count = _backup.plural(keys, "key")
+        count = _files.plural(keys, "key")
         print(f"restored {file} into Redis: {count}, as in the backup; took {seconds:.1f}s")
 
 

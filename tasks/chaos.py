@@ -8,7 +8,8 @@ from typing import Any
 
 from invoke import Collection, Exit, task
 
-from . import _command, _settings
+from ._core import settings as _settings
+from ._core import target as _target
 
 
 @task(
@@ -21,13 +22,14 @@ from . import _command, _settings
 )
 def kill_pod(c, app, namespace=None, timeout=None):
     """Delete one Ready pod of a workload and time how long until a replacement is Ready."""
-    from . import _deploy, _guard, _kube  # lazy: keeps `inv --list` fast
+    from ._core import guard as _guard
+    from ._kube import client as _kube
 
-    t = _command.require_reachable(c)
+    t = _target.require_reachable(c)
     _guard.require_owned(c, t)  # ERRATA 20: never break a cluster that is not ours
     s = _settings.load(c)
     namespace = namespace or str(s.chaos.namespace)
-    wait = _deploy.seconds(timeout, int(s.chaos.timeout))
+    wait = _settings.seconds(timeout, int(s.chaos.timeout))
     selector = f"app={app}"
     with _kube.api_client(c) as api:
         pods = _kube.items(api, f"/api/v1/namespaces/{namespace}/pods", selector, "Pod")
@@ -45,7 +47,7 @@ def kill_pod(c, app, namespace=None, timeout=None):
                 code=1,
             )
         victim = ready[0]["metadata"]
-        _command.kubectl(
+        _target.kubectl(
             c, "delete", "pod", victim["name"], "--wait=false", namespace=namespace, hide="stdout"
         )
         if c.config.run.dry:
@@ -58,7 +60,7 @@ def kill_pod(c, app, namespace=None, timeout=None):
 
 def _ready(pod: dict[str, Any]) -> bool:
     """Ready and staying: a pod being deleted does not count."""
-    from ._deploy import pod_ready
+    from ._kube.readiness import pod_ready
 
     return not pod["metadata"].get("deletionTimestamp") and pod_ready(pod)
 

@@ -4,37 +4,39 @@ cluster (kwok). The provider modules do the tool-specific work; this module is t
 from __future__ import annotations
 
 import time
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 from invoke import Collection, Context, Exit, task
 
-from . import _command, _settings
-from ._command import Target
+from ._core import settings as _settings
+from ._core import target as _target
+from ._core.target import Target
+
+if TYPE_CHECKING:
+    from ._providers import Provider
 
 PROVIDER_HELP = "Cluster provider: auto (k3d when Docker answers, else kwok), k3d or kwok."
 
 
-def provider_module(t: Target) -> ModuleType:
-    """Each provider module offers exists, create, start, stop, delete, purge, names."""
-    from . import _k3d, _kwok  # lazy: keeps `inv --list` fast
+def _resolve(c: Context, provider: str | None, announce: bool = True) -> Target:
+    from ._providers import for_target
 
-    return _k3d if t.provider == "k3d" else _kwok
-
-
-def _target(c: Context, provider: str | None, announce: bool = True) -> Target:
-    from . import _k3d  # lazy: keeps `inv --list` fast
-
-    t = _command.target(c, provider)
-    if t.provider == "k3d":
-        _k3d.require_docker(c)
+    t = _target.resolve(c, provider)
+    for_target(t).require_runtime(c)
     if announce:
         print(f"provider: {t.provider} ({t.reason}); cluster {t.name}, context {t.context}")
     return t
 
 
+def _provider(t: Target) -> Provider:
+    from ._providers import for_target
+
+    return for_target(t)
+
+
 def wait_nodes_ready(c: Context, timeout: int) -> None:
     """Block until every node reports Ready (kubectl wait watches; it does not poll)."""
-    _command.kubectl(c, "wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={timeout}s")
+    _target.kubectl(c, "wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={timeout}s")
 
 
 @task(
@@ -46,13 +48,13 @@ def wait_nodes_ready(c: Context, timeout: int) -> None:
 )
 def create(c, provider=None, tuning=False):
     """Create the cluster of the selected environment and wait for its nodes (idempotent)."""
-    from . import _guard  # lazy: keeps `inv --list` fast
+    from ._core import guard as _guard
 
-    t = _target(c, provider)
+    t = _resolve(c, provider)
     s = _settings.load(c)
     if tuning:
         s = _with_cluster(s, tuning=True)
-    impl = provider_module(t)
+    impl = _provider(t)
     if impl.exists(c, s, t):
         impl.report_existing(c, s, t)
         return
@@ -79,9 +81,9 @@ def _with_cluster(s: _settings.Settings, **values: object) -> _settings.Settings
 @task(help={"provider": PROVIDER_HELP})
 def start(c, provider=None):
     """Start a stopped cluster and wait for its nodes."""
-    t = _target(c, provider)
+    t = _resolve(c, provider)
     s = _settings.load(c)
-    impl = provider_module(t)
+    impl = _provider(t)
     _require_exists(c, s, t, impl)
     impl.start(c, s, t)
     wait_nodes_ready(c, s.cluster.wait_timeout)
@@ -90,30 +92,30 @@ def start(c, provider=None):
 @task(help={"provider": PROVIDER_HELP})
 def stop(c, provider=None):
     """Stop the cluster, keeping its state for `cluster.start`."""
-    from . import _guard  # lazy: keeps `inv --list` fast
+    from ._core import guard as _guard
 
-    t = _target(c, provider)
+    t = _resolve(c, provider)
     s = _settings.load(c)
-    impl = provider_module(t)
+    impl = _provider(t)
     _require_exists(c, s, t, impl)
     _guard.require_owned(c, t)
-    _command.forget_reachable(c, t)
+    _target.forget_reachable(c, t)
     impl.stop(c, s, t)
 
 
 @task(help={"provider": PROVIDER_HELP})
 def delete(c, provider=None):
     """Delete the cluster; data in the environment's data directory is kept."""
-    from . import _guard  # lazy: keeps `inv --list` fast
+    from ._core import guard as _guard
 
-    t = _target(c, provider)
+    t = _resolve(c, provider)
     s = _settings.load(c)
-    impl = provider_module(t)
+    impl = _provider(t)
     if not impl.exists(c, s, t):
         print(f"cluster {t.name} does not exist ({t.provider}); nothing to delete")
         return
     _guard.require_owned(c, t)
-    _command.forget_reachable(c, t)
+    _target.forget_reachable(c, t)
     impl.delete(c, s, t)
     _guard.forget(c, t)
     print(f"cluster {t.name} deleted; data kept in {s.data_dir} (`inv cluster.purge` removes it)")
@@ -127,17 +129,17 @@ def delete(c, provider=None):
 )
 def purge(c, provider=None, yes=False):
     """Delete the cluster and remove its data directory (asks first unless --yes)."""
-    from . import _guard  # lazy: keeps `inv --list` fast
+    from ._core import guard as _guard
 
-    t = _target(c, provider)
+    t = _resolve(c, provider)
     s = _settings.load(c)
-    impl = provider_module(t)
+    impl = _provider(t)
     found = impl.exists(c, s, t)
     if found:
         _guard.require_owned(c, t)
     _guard.confirm(f"remove cluster {t.name} and everything in {s.data_dir}?", yes)
     if found:
-        _command.forget_reachable(c, t)
+        _target.forget_reachable(c, t)
         impl.delete(c, s, t)
         _guard.forget(c, t)
     impl.purge(c, s, t)
@@ -147,18 +149,18 @@ def purge(c, provider=None, yes=False):
 @task(help={"provider": PROVIDER_HELP})
 def status(c, provider=None):
     """Show the cluster's provider, context and nodes."""
-    t = _target(c, provider)
+    t = _resolve(c, provider)
     s = _settings.load(c)
-    impl = provider_module(t)
+    impl = _provider(t)
     _require_exists(c, s, t, impl)
-    _command.kubectl(c, "get", "nodes", "-o", "wide", dry=False)
+    _target.kubectl(c, "get", "nodes", "-o", "wide", dry=False)
 
 
 @task(name="list", help={"provider": PROVIDER_HELP})
 def list_(c, provider=None):
     """List the clusters the provider knows about."""
-    t = _target(c, provider, announce=False)
-    impl = provider_module(t)
+    t = _resolve(c, provider, announce=False)
+    impl = _provider(t)
     names = impl.names(c)
     print("\n".join(names) if names else f"no {t.provider} clusters")
 
@@ -166,17 +168,15 @@ def list_(c, provider=None):
 @task(help={"provider": PROVIDER_HELP})
 def kubeconfig(c, provider=None):
     """Write the cluster's kubeconfig context (k3d) and print the file and context to use."""
-    t = _target(c, provider, announce=False)
+    t = _resolve(c, provider, announce=False)
     s = _settings.load(c)
-    impl = provider_module(t)
+    impl = _provider(t)
     _require_exists(c, s, t, impl)
-    merge = getattr(impl, "merge_kubeconfig", None)  # optional: kwok writes its own
-    if merge is not None:
-        merge(c, s, t)
+    impl.merge_kubeconfig(c, s, t)
     print(f"context {t.context} in {t.kubeconfig or '~/.kube/config (or $KUBECONFIG)'}")
 
 
-def _require_exists(c: Context, s: _settings.Settings, t: Target, impl: ModuleType) -> None:
+def _require_exists(c: Context, s: _settings.Settings, t: Target, impl: Provider) -> None:
     if not impl.exists(c, s, t):
         raise Exit(
             f"cluster {t.name} does not exist ({t.provider}); run `inv cluster.create`", code=1

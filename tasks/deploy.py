@@ -9,7 +9,8 @@ from pathlib import Path
 
 from invoke import Collection, Context, Exit, task
 
-from . import _command, _settings
+from ._core import settings as _settings
+from ._core import target as _target
 from .cluster import create as cluster_create
 
 OVERLAY_HELP = (
@@ -27,23 +28,24 @@ def deploy_steps(
     c: Context, steps: tuple[str, ...], overlay: str | None, timeout: int | None
 ) -> None:
     """Render once, then run the chosen steps with their readiness waits and a timing table."""
-    from . import _deploy  # lazy: keeps `inv --list` fast
+    from ._deploy import plan as _plan
+    from ._deploy import render as _render
 
     s = _settings.load(c)
     started = time.monotonic()
-    objects = _deploy.plan_objects(c, _overlay(c, overlay))
-    _command.require_reachable(c)
-    chosen = [step for step in _deploy.STEPS if step.name in steps]
-    outcomes = _deploy.run_plan(c, objects, chosen, _deploy.seconds(timeout, s.deploy.timeout))
-    _deploy.summarize(outcomes, time.monotonic() - started)
+    objects = _render.plan_objects(c, _overlay(c, overlay))
+    _target.require_reachable(c)
+    chosen = [step for step in _render.STEPS if step.name in steps]
+    outcomes = _plan.run_plan(c, objects, chosen, _settings.seconds(timeout, s.deploy.timeout))
+    _plan.summarize(outcomes, time.monotonic() - started)
 
 
 @task(name="all", pre=[cluster_create], help={"overlay": OVERLAY_HELP, "timeout": TIMEOUT_HELP})
 def all_(c, overlay=None, timeout=None):
     """Deploy everything: namespaces, backends, admin, proxy, runners, ingress, HPA."""
-    from . import _deploy  # lazy: keeps `inv --list` fast
+    from ._deploy import render as _render
 
-    deploy_steps(c, _deploy.STEP_NAMES, overlay, timeout)
+    deploy_steps(c, _render.STEP_NAMES, overlay, timeout)
 
 
 def _component_task(step: str, doc: str):  # type: ignore[no-untyped-def]
@@ -72,10 +74,10 @@ autoscaling = _component_task("autoscaling", "Apply the prism-proxy HorizontalPo
 )
 def render(c, overlay=None, output=None):
     """Render the final YAML of an overlay (Secrets are not included)."""
-    from . import _deploy  # lazy: keeps `inv --list` fast
+    from ._deploy import render as _render
 
-    objects = _deploy.plan_objects(c, _overlay(c, overlay), for_apply=False)
-    text = _deploy.to_yaml(objects)
+    objects = _render.plan_objects(c, _overlay(c, overlay), for_apply=False)
+    text = _render.to_yaml(objects)
     if output:
         path = Path(output)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -89,19 +91,20 @@ def render(c, overlay=None, output=None):
 @task(help={"overlay": OVERLAY_HELP})
 def diff(c, overlay=None):
     """Show what deploying the overlay would change in the cluster."""
-    from . import _deploy  # lazy: keeps `inv --list` fast
+    from ._deploy import plan as _plan
+    from ._deploy import render as _render
 
-    _command.require_reachable(c)
-    objects = _deploy.plan_objects(c, _overlay(c, overlay), for_apply=False)
-    result = _command.kubectl(
+    _target.require_reachable(c)
+    objects = _render.plan_objects(c, _overlay(c, overlay), for_apply=False)
+    result = _target.kubectl(
         c,
         "diff",
         "--server-side",
-        f"--field-manager={_deploy.FIELD_MANAGER}",
+        f"--field-manager={_plan.FIELD_MANAGER}",
         "--force-conflicts",
         "-f",
         "-",
-        input=_deploy.to_yaml(objects),
+        input=_render.to_yaml(objects),
         dry=False,
         warn=True,
     )
@@ -114,10 +117,10 @@ def diff(c, overlay=None):
 @task
 def status(c):
     """Show every Prism workload (ready/desired, age) and whether the HPA gets metrics."""
-    from . import _checks  # lazy: keeps `inv --list` fast
+    from ._observe import checks as _checks
 
-    t = _command.require_reachable(c)
-    result = _command.kubectl(
+    t = _target.require_reachable(c)
+    result = _target.kubectl(
         c,
         "get",
         "deployments,statefulsets",
@@ -140,14 +143,14 @@ def status(c):
 
 
 def format_status(items: list[dict], now: datetime) -> str:
-    from . import _deploy  # lazy: keeps `inv --list` fast
+    from ._kube import readiness as _readiness
 
     rows = [("NAMESPACE", "KIND", "NAME", "READY", "AGE", "")]
     for item in sorted(items, key=lambda i: (i["metadata"]["namespace"], i["metadata"]["name"])):
         meta, status = item["metadata"], item.get("status", {})
         created = datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00"))
         ready = f"{status.get('readyReplicas', 0)}/{item['spec'].get('replicas', 1)}"
-        mark = "" if _deploy.is_ready(item) else "not ready"
+        mark = "" if _readiness.is_ready(item) else "not ready"
         rows.append(
             (meta["namespace"], item["kind"], meta["name"], ready, _age(now - created), mark)
         )
@@ -175,25 +178,25 @@ def _age(delta) -> str:  # type: ignore[no-untyped-def]
 )
 def delete(c, overlay=None, yes=False):
     """Delete every object of the overlay from the cluster (asks first unless --yes)."""
-    from . import _deploy  # lazy: keeps `inv --list` fast
+    from ._deploy import render as _render
 
-    _command.require_reachable(c)
-    t = _command.target(c)
-    from . import _guard
+    _target.require_reachable(c)
+    t = _target.resolve(c)
+    from ._core import guard as _guard
 
     _guard.require_owned(c, t)
     _guard.confirm(f"delete the Prism stack from cluster {t.name}?", yes)
-    objects = _deploy.plan_objects(c, _overlay(c, overlay), for_apply=False)
+    objects = _render.plan_objects(c, _overlay(c, overlay), for_apply=False)
     keep = {"Namespace", "StorageClass"}
     doomed = [o for o in objects if o["kind"] not in keep]
-    _command.kubectl(
+    _target.kubectl(
         c,
         "delete",
         "--ignore-not-found",
         "--wait=false",
         "-f",
         "-",
-        input=_deploy.to_yaml(doomed),
+        input=_render.to_yaml(doomed),
     )
 
 

@@ -9,7 +9,9 @@ from typing import NamedTuple
 
 from invoke import Context, Exit, task
 
-from . import _command, _sim
+from ._core import command as _command
+from ._core import sim_binaries as _sim
+from ._core import target as _target
 
 
 class Check(NamedTuple):
@@ -60,7 +62,7 @@ def probe(c: Context, check: Check) -> tuple[str, str]:
 @task(help={"provider": "Check the tools of this provider: auto, k3d or kwok (default: config)."})
 def doctor(c, provider=None):
     """Check tools and versions against the guide's minimums; exit non-zero if one is missing."""
-    t = _command.target(c, provider)
+    t = _target.resolve(c, provider)
     required = {"kubectl", "helm"} | ({"k3d", "docker"} if t.provider == "k3d" else {"kwokctl"})
     failures = []
     print(f"provider: {t.provider} ({t.reason})")
@@ -79,7 +81,7 @@ def doctor(c, provider=None):
             failures.append("simulated-cluster binaries")
         else:
             print(f"  simulated-cluster binaries ok in {where}")
-    if t.provider == "k3d" or _command.docker_answers(c):
+    if t.provider == "k3d" or _target.docker_answers(c):
         print("  docker daemon answers")
     else:
         print("  docker daemon not answering: k3d cannot run here; the kwok provider can")

@@ -8,7 +8,9 @@ from typing import NamedTuple
 
 from invoke import Collection, Context, Exit, task
 
-from . import _command, _settings
+from ._core import command as _command
+from ._core import settings as _settings
+from ._core import target as _target
 
 
 class Image(NamedTuple):
@@ -85,17 +87,17 @@ def _check_sources(c: Context, wanted: list[Image]) -> None:
             )
 
 
-def _k3d_target(c: Context) -> _command.Target:
-    from . import _k3d  # lazy: keeps `inv --list` fast
+def _k3d_target(c: Context) -> _target.Target:
+    from ._providers import k3d as _k3d
 
-    t = _command.target(c)
+    t = _target.resolve(c)
     if t.provider != "k3d":
         raise Exit(
             f"the cluster provider is {t.provider} ({t.reason}): images go into k3d clusters "
             "only (the simulated cluster runs no containers); set PRISM_CLUSTER_PROVIDER=k3d",
             code=1,
         )
-    _k3d.require_docker(c)
+    _k3d.require_runtime(c)
     return t
 
 
@@ -105,11 +107,11 @@ ONLY_HELP = "Comma-separated subset of images.names (default: all)."
 @task(help={"only": ONLY_HELP})
 def build(c, only=""):
     """Build the Prism images with docker from the Prism source directory."""
-    from . import _k3d  # lazy: keeps `inv --list` fast
+    from ._providers import k3d as _k3d
 
     wanted = images(c, only)
     _check_sources(c, wanted)
-    _k3d.require_docker(c)
+    _k3d.require_runtime(c)
     for image in wanted:
         _command.run(
             c,
@@ -127,14 +129,15 @@ def build(c, only=""):
 )
 def import_(c, only="", force=False):
     """Load the images into the k3d cluster, skipping those every node already holds."""
-    from . import _k3d  # lazy: keeps `inv --list` fast
+    from ._providers import k3d as _k3d
+    from ._providers import k3d_images as _images
 
     t = _k3d_target(c)
     s = _settings.load(c)
     if not _k3d.exists(c, s, t):
         raise Exit(f"cluster {t.name} does not exist (k3d); run `inv cluster.create`", code=1)
     refs = [image.ref for image in images(c, only)]
-    imported, skipped = _k3d.import_images(c, s, t, refs, force=force)
+    imported, skipped = _images.import_images(c, s, t, refs, force=force)
     if skipped:
         print(f"already in cluster {t.name}: {', '.join(skipped)}")
     print(
@@ -153,37 +156,42 @@ def list_(c):
 @task
 def registry(c):
     """Create the local image registry (idempotent); `cluster.registry` attaches it."""
-    from . import _k3d  # lazy: keeps `inv --list` fast
+    from ._providers import k3d as _k3d
+    from ._providers import k3d_registry as _registry
 
     _command.require(c, "k3d")
-    _k3d.require_docker(c)
+    _k3d.require_runtime(c)
     s = _settings.load(c)
-    _k3d.ensure_registry(c, s)
+    _registry.ensure_registry(c, s)
     print(
         f"push with `inv images.push`; clusters created with PRISM_CLUSTER_REGISTRY=true pull "
-        f"{_k3d.registry_ref(s)}/<image>:{s.images.tag}"
+        f"{_registry.registry_ref(s)}/<image>:{s.images.tag}"
     )
 
 
 @task(help={"only": ONLY_HELP})
 def push(c, only=""):
     """Tag and push the images to the local registry (localhost:<registry_port>)."""
-    from . import _k3d  # lazy: keeps `inv --list` fast
+    from ._providers import k3d as _k3d
+    from ._providers import k3d_images as _images
+    from ._providers import k3d_registry as _registry
 
     _command.require(c, "k3d")
-    _k3d.require_docker(c)
+    _k3d.require_runtime(c)
     s = _settings.load(c)
-    host = _k3d.registry_host(s)
-    if host not in _k3d.registries(c):
+    host = _registry.registry_host(s)
+    if host not in _registry.registries(c):
         raise Exit(f"registry {host} does not exist; run `inv images.registry`", code=1)
     wanted = images(c, only)
     for image in wanted:
-        _k3d.local_image_id(c, image.ref)  # every image present before anything is pushed
+        _images.local_image_id(c, image.ref)  # every image present before anything is pushed
     for image in wanted:
         remote = f"localhost:{s.images.registry_port}/{image.ref}"
         _command.run(c, ["docker", "tag", image.ref, remote])
         _command.run(c, ["docker", "push", remote])
-    print(f"pushed {len(wanted)} image(s); in the cluster they are {_k3d.registry_ref(s)}/<image>")
+    print(
+        f"pushed {len(wanted)} image(s); in the cluster they are {_registry.registry_ref(s)}/<image>"
+    )
 
 
 ns = Collection("images", list_, build, import_, registry, push)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from invoke import Collection, Context, Exit, task
 
-from . import _command, _settings
-from .cluster import provider_module
+from ._core import settings as _settings
+from ._core import target as _target
 
 
-def chart_values(t: _command.Target) -> list[str]:
+def chart_values(t: _target.Target) -> list[str]:
     """`--set` values that depend on the cluster provider."""
     if t.provider != "kwok":
         return []
@@ -34,13 +34,13 @@ def chart_values(t: _command.Target) -> list[str]:
 @task(help={"timeout": "Seconds helm waits for the controller (default: ingress.timeout)."})
 def install(c, timeout=0):
     """Install (or upgrade to) the pinned ingress-nginx chart and wait for the controller."""
-    from . import _k3d  # lazy: keeps `inv --list` fast
+    from ._providers import for_target
 
     s = _settings.load(c)
-    t = _command.target(c)
-    if t.provider == "k3d":
-        _k3d.require_docker(c)
-    if not provider_module(t).exists(c, s, t):
+    t = _target.resolve(c)
+    provider = for_target(t)
+    provider.require_runtime(c)
+    if not provider.exists(c, s, t):
         raise Exit(
             f"cluster {t.name} does not exist ({t.provider}); run `inv cluster.create`", code=1
         )
@@ -61,7 +61,7 @@ def install(c, timeout=0):
     ]
     for value in chart_values(t):
         argv += ["--set", value]
-    _command.helm(c, *argv, namespace=str(cfg.namespace))
+    _target.helm(c, *argv, namespace=str(cfg.namespace))
     print(
         f"ingress-nginx {cfg.chart_version} ready in namespace {cfg.namespace} "
         f"(cluster {t.name}); next: `inv ingress.hosts`"
@@ -91,7 +91,7 @@ def _needs_root(path: Path, entry: str) -> Exit:
 
 def add_host(c: Context, path: Path, entry: str) -> bool:
     """Add `entry` to the hosts file unless its host is there; True when the file changed."""
-    from . import _guard  # lazy: keeps `inv --list` fast
+    from ._core import guard as _guard
 
     address, host = entry.split()
     try:

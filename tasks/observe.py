@@ -8,7 +8,8 @@ import time
 
 from invoke import Collection, Context, Exit, task
 
-from . import _command, _settings
+from ._core import settings as _settings
+from ._core import target as _target
 
 NAMESPACES = ("prism", "prism-backends")
 TIMEOUT_HELP = "Seconds helm waits for each release (default: observe.timeout)."
@@ -49,12 +50,13 @@ def _settings_checked(c: Context) -> _settings.Settings:
 @task(default=True, aliases=["pods"])
 def status(c):
     """Show the stack's pods, services and ingresses, the observability releases and metrics."""
-    from . import _charts, _checks  # lazy: keeps `inv --list` fast
+    from ._observe import charts as _charts
+    from ._observe import checks as _checks
 
-    t = _command.require_reachable(c)
+    t = _target.require_reachable(c)
     s = _settings.load(c)
     for namespace in NAMESPACES:
-        _command.kubectl(c, "get", "pods,svc,ingress", "-o", "wide", namespace=namespace, dry=False)
+        _target.kubectl(c, "get", "pods,svc,ingress", "-o", "wide", namespace=namespace, dry=False)
     namespace = str(s.observe.namespace)
     try:
         found = _charts.deployed(c, namespace)
@@ -79,11 +81,11 @@ def status(c):
 @task(help={"timeout": TIMEOUT_HELP})
 def install(c, timeout=0):
     """Install (or upgrade to) the pinned kube-prometheus-stack and loki-stack charts and wait."""
-    from . import _charts  # lazy: keeps `inv --list` fast
+    from ._observe import charts as _charts
 
     s = _settings_checked(c)
     seconds = _positive(timeout or s.observe.timeout, "--timeout" if timeout else "observe.timeout")
-    t = _command.require_reachable(c)
+    t = _target.require_reachable(c)
     started = time.monotonic()
     _charts.install(c, s, t, seconds)
     if c.config.run.dry:
@@ -103,11 +105,12 @@ def install(c, timeout=0):
 )
 def uninstall(c, yes=False, timeout=0):
     """Uninstall the Prometheus and Loki releases (asks first unless --yes)."""
-    from . import _charts, _guard  # lazy: keeps `inv --list` fast
+    from ._core import guard as _guard
+    from ._observe import charts as _charts
 
     s = _settings_checked(c)
     seconds = _positive(timeout or s.observe.timeout, "--timeout" if timeout else "observe.timeout")
-    t = _command.require_reachable(c)
+    t = _target.require_reachable(c)
     _guard.require_owned(c, t)
     names = " and ".join(r.name for r in _charts.releases(s, t))
     _guard.confirm(
@@ -125,13 +128,13 @@ def uninstall(c, yes=False, timeout=0):
 def grafana(c, port=0):
     """Print how to reach Grafana: the port-forward command and where its credentials are."""
     s = _settings_checked(c)
-    t = _command.target(c)
+    t = _target.resolve(c)
     local = int(port or s.observe.grafana_port)
     if not 0 < local < 65536:
         raise Exit(f"port {local} is not a TCP port; choose one between 1 and 65535")
     namespace = str(s.observe.namespace)
     service = f"{s.observe.prometheus_release}-grafana"  # the grafana subchart's full name
-    kubectl = ["kubectl", *_command.kube_flags(t), "-n", namespace]
+    kubectl = ["kubectl", *_target.kube_flags(t), "-n", namespace]
     forward = shlex.join([*kubectl, "port-forward", f"svc/{service}", f"{local}:80"])
     secret = shlex.join(
         [*kubectl, "get", "secret", service, "-o", "jsonpath={.data.admin-password}"]
@@ -150,10 +153,10 @@ def grafana(c, port=0):
 @task
 def check(c):
     """Run the guide's troubleshooting checks; one line per finding with its fix."""
-    from . import _checks  # lazy: keeps `inv --list` fast
+    from ._observe import checks as _checks
 
     s = _settings_checked(c)
-    t = _command.require_reachable(c)
+    t = _target.require_reachable(c)
     ours = {name.strip() for name in str(s.images.names).split(",") if name.strip()}
     findings = _checks.run_all(c, t, str(s.observe.namespace), ours, str(s.observe.dns_image))
     for finding in findings:

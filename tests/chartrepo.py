@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks import _sim
+from tasks._core import sim_binaries as _sim
 
 # The real charts' defaults for the keys the tasks set; the stand-ins read some of them.
 PROMETHEUS_VALUES = """\

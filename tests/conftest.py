@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from invoke import Config, Context
 
+from tasks._core import target as _target
+
 ROOT = Path(__file__).resolve().parent.parent
 INV = str(Path(sys.executable).with_name("inv"))
 
@@ -23,11 +25,10 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
             monkeypatch.delenv(key)
     monkeypatch.setenv("PRISM_DOTENV", str(tmp_path / "test.env"))
     monkeypatch.setenv("PRISM_DATA_DIR", str(tmp_path / "data"))
-    from tasks import _command
 
-    _command.forget_targets()
+    _target.forget_all()
     yield
-    _command.forget_targets()
+    _target.forget_all()
 
 
 def inv(

@@ -189,7 +189,7 @@ class SshServer:
 
 def default_path() -> str:
     """This process's PATH plus the simulated-cluster binaries: the tools of a local run."""
-    from tasks import _sim
+    from tasks._core import sim_binaries as _sim
 
     return os.pathsep.join([os.environ.get("PATH", ""), str(_sim.bin_dir())])
 

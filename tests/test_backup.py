@@ -18,7 +18,8 @@ from conftest import INV, ROOT, make_context
 from dbservers import Postgres, Redis
 from sim import SimCluster
 
-from tasks import _backup
+from tasks._backup import files as _files
+from tasks._backup import postgres as _postgres
 
 pytestmark = pytest.mark.cluster
 
@@ -145,11 +146,11 @@ def test_two_backups_in_the_same_second_never_overwrite(
 ) -> None:
     for key, value in backup_env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(_backup, "stamp", lambda: "20250102-030405")
+    monkeypatch.setattr(_files, "stamp", lambda: "20250102-030405")
 
-    first = _backup.backup_postgres(make_context())
+    first = _postgres.backup_postgres(make_context())
     notes.sql("INSERT INTO notes VALUES (3, 'three')")
-    second = _backup.backup_postgres(make_context())
+    second = _postgres.backup_postgres(make_context())
 
     assert first and second
     assert (first.path.name, second.path.name) == (
@@ -158,8 +159,8 @@ def test_two_backups_in_the_same_second_never_overwrite(
     )
     assert first.sha256 != second.sha256
     for done in (first, second):
-        assert _backup.sha256(done.path) == done.sha256
-        assert _backup.sums_path(done.path).read_text() == f"{done.sha256}  {done.path.name}\n"
+        assert _files.sha256(done.path) == done.sha256
+        assert _files.sums_path(done.path).read_text() == f"{done.sha256}  {done.path.name}\n"
 
 
 def test_the_checksum_catches_a_corrupted_backup_before_restore(

@@ -9,7 +9,8 @@ import pytest
 from conftest import make_context
 from invoke import Context, Exit
 
-from tasks import _deploy
+from tasks._deploy import render as _render
+from tasks._kube.readiness import is_ready
 
 CREDENTIALS = (
     "PRISM_MINIO_ROOT_USER=minio-user\nPRISM_MINIO_ROOT_PASSWORD=minio-pass\n"
@@ -30,24 +31,24 @@ def names(objects: list[dict], kind: str | None = None) -> set[str]:
 
 @pytest.mark.parametrize("overlay", ["local", "ci", "dev", "staging", "prod"])
 def test_every_object_belongs_to_exactly_one_step(c: Context, overlay: str) -> None:
-    objects = _deploy.plan_objects(c, overlay)
+    objects = _render.plan_objects(c, overlay)
     for obj in objects:
-        steps = [s.name for s in _deploy.STEPS if obj in _deploy.objects_of(objects, s)]
+        steps = [s.name for s in _render.STEPS if obj in _render.objects_of(objects, s)]
         assert len(steps) == 1, (obj["kind"], obj["metadata"]["name"], steps)
 
 
 def test_steps_follow_the_guide_order_with_only_real_dependencies() -> None:
-    order = {step.name: i for i, step in enumerate(_deploy.STEPS)}
-    for step in _deploy.STEPS:
+    order = {step.name: i for i, step in enumerate(_render.STEPS)}
+    for step in _render.STEPS:
         assert all(order[dep] < order[step.name] for dep in step.after)
-    after = {step.name: set(step.after) for step in _deploy.STEPS}
+    after = {step.name: set(step.after) for step in _render.STEPS}
     assert after["backends"] == after["admin"] == {"foundation"}  # these two run side by side
     assert after["runners"] == {"backends", "proxy"}
 
 
 def test_local_plan_has_the_guide_workloads_in_their_steps(c: Context) -> None:
-    objects = _deploy.plan_objects(c, "local")
-    by_step = {s.name: _deploy.objects_of(objects, s) for s in _deploy.STEPS}
+    objects = _render.plan_objects(c, "local")
+    by_step = {s.name: _render.objects_of(objects, s) for s in _render.STEPS}
     assert names(by_step["backends"], "StatefulSet") == {"redis", "nats", "minio", "postgres"}
     assert names(by_step["admin"], "Deployment") == {"prism-admin"}
     assert names(by_step["proxy"], "Deployment") == {"prism-proxy"}
@@ -61,7 +62,7 @@ def test_local_plan_has_the_guide_workloads_in_their_steps(c: Context) -> None:
 
 def test_secrets_come_from_the_environment_base64_encoded(c: Context) -> None:
     secrets = {
-        o["metadata"]["name"]: o for o in _deploy.plan_objects(c, "local") if o["kind"] == "Secret"
+        o["metadata"]["name"]: o for o in _render.plan_objects(c, "local") if o["kind"] == "Secret"
     }
     assert set(secrets) == {"minio-credentials", "postgres-credentials", "mailbox-s3-credentials"}
     decoded = {
@@ -77,41 +78,41 @@ def test_secrets_come_from_the_environment_base64_encoded(c: Context) -> None:
 def test_missing_credential_stops_before_anything_is_applied(tmp_path: Path, c: Context) -> None:
     (tmp_path / "test.env").write_text(CREDENTIALS.replace("PRISM_S3_SECRET_KEY=s3-secret\n", ""))
     with pytest.raises(Exit, match="PRISM_S3_SECRET_KEY is not set"):
-        _deploy.plan_objects(c, "local")
+        _render.plan_objects(c, "local")
 
 
 def test_render_leaves_secrets_out(c: Context) -> None:
-    assert "Secret" not in {o["kind"] for o in _deploy.plan_objects(c, "local", for_apply=False)}
+    assert "Secret" not in {o["kind"] for o in _render.plan_objects(c, "local", for_apply=False)}
 
 
 def test_backend_subset_keeps_only_the_chosen_backends(c: Context) -> None:
-    objects = _deploy.plan_objects(c, "local", only_backends=["redis", "postgres"])
-    assert _deploy.backend_names(objects) == {"redis", "postgres"}
+    objects = _render.plan_objects(c, "local", only_backends=["redis", "postgres"])
+    assert _render.backend_names(objects) == {"redis", "postgres"}
     assert "prism-admin" in names(objects)  # the rest of the stack is untouched
 
 
 def test_backend_outside_the_overlay_is_added_from_base(c: Context) -> None:
-    objects = _deploy.plan_objects(c, "local", only_backends=["kafka"])
-    assert _deploy.backend_names(objects) == {"kafka"}
+    objects = _render.plan_objects(c, "local", only_backends=["kafka"])
+    assert _render.backend_names(objects) == {"kafka"}
     assert "kafka" in names(objects, "StatefulSet")
 
 
 def test_unknown_backend_is_one_clear_error(c: Context) -> None:
     with pytest.raises(Exit, match="unknown backend 'mysql'; choose from: kafka, minio, nats"):
-        _deploy.plan_objects(c, "local", only_backends=["mysql"])
+        _render.plan_objects(c, "local", only_backends=["mysql"])
 
 
 def test_unknown_overlay_lists_the_known_ones(c: Context) -> None:
     with pytest.raises(
         Exit, match="unknown overlay 'qa'; choose one of: ci, dev, local, prod, staging"
     ):
-        _deploy.plan_objects(c, "qa")
+        _render.plan_objects(c, "qa")
 
 
 def test_statefulset_claims_are_named_like_the_controller_names_them(c: Context) -> None:
-    objects = _deploy.plan_objects(c, "local", for_apply=False)
-    backends = [o for o in objects if _deploy.labels(o).get(_deploy.TIER) == "backend"]
-    assert set(_deploy.claims(backends)) == {
+    objects = _render.plan_objects(c, "local", for_apply=False)
+    backends = [o for o in objects if _render.labels(o).get(_render.TIER) == "backend"]
+    assert set(_render.claims(backends)) == {
         "data-redis-0",
         "data-nats-0",
         "data-minio-0",
@@ -144,4 +145,4 @@ def workload(
     ],
 )
 def test_ready_means_current_spec_fully_rolled_out(obj: dict, ready: bool) -> None:
-    assert _deploy.is_ready(obj) is ready
+    assert is_ready(obj) is ready

@@ -10,8 +10,8 @@ import pytest
 from conftest import make_context
 from invoke import Exit
 
-from tasks import _guard
-from tasks._command import Target
+from tasks._core import guard as _guard
+from tasks._core.target import Target
 
 K3D = Target("k3d", "prism-local", "k3d-prism-local", "", "test")
 

@@ -268,7 +268,7 @@ def test_import_into_the_simulated_cluster_is_refused(monkeypatch: pytest.Monkey
 
 
 def test_reference_normalization_matches_docker() -> None:
-    from tasks._k3d import normalize_ref
+    from tasks._providers.k3d_images import normalize_ref
 
     assert normalize_ref("prism-admin:latest") == "docker.io/library/prism-admin:latest"
     assert normalize_ref("prism-admin") == "docker.io/library/prism-admin:latest"

@@ -27,8 +27,13 @@ from test_k3d_fakes import (
     tools,  # noqa: F401  (fixture)
 )
 
-from tasks import _guard, _k3d, _settings, cluster
-from tasks._command import Target
+from tasks import cluster
+from tasks._core import guard as _guard
+from tasks._core import settings as _settings
+from tasks._core import target as _target
+from tasks._core.target import Target
+from tasks._providers import k3d as _k3d
+from tasks._providers import ports as _ports
 
 pytestmark = pytest.mark.usefixtures("tools")
 
@@ -52,7 +57,7 @@ def ports_free(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         probed.append(port)
         return ""
 
-    monkeypatch.setattr(_k3d, "port_unavailable", probe)
+    monkeypatch.setattr(_ports, "port_unavailable", probe)
     return probed
 
 
@@ -267,7 +272,7 @@ def test_port_in_use_names_the_port_and_the_key(tmp_path: Path) -> None:
         c = shell(answers())
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("PRISM_CLUSTER_GRPC_PORT", str(port))
-            mp.setattr(_k3d, "port_unavailable", _only_really_probe(port))
+            mp.setattr(_ports, "port_unavailable", _only_really_probe(port))
             with pytest.raises(Exit) as caught:
                 cluster.create(c)
     assert str(caught.value.message) == (
@@ -279,7 +284,7 @@ def test_port_in_use_names_the_port_and_the_key(tmp_path: Path) -> None:
 
 
 def _only_really_probe(port: int):  # type: ignore[no-untyped-def]
-    real = _k3d.port_unavailable
+    real = _ports.port_unavailable
     return lambda candidate: real(candidate) if candidate == port else ""
 
 
@@ -288,11 +293,11 @@ def test_real_port_probe_sees_listening_sockets_on_any_address() -> None:
         with socket.socket() as busy:
             busy.bind((address, 0))
             busy.listen()
-            assert _k3d.port_unavailable(busy.getsockname()[1]) == "is already in use"
+            assert _ports.port_unavailable(busy.getsockname()[1]) == "is already in use"
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    assert _k3d.port_unavailable(port) == ""
+    assert _ports.port_unavailable(port) == ""
 
 
 @pytest.mark.usefixtures("k3d_env", "ports_free")
@@ -625,14 +630,13 @@ def test_a_cluster_that_answered_is_probed_once_per_run_until_it_is_stopped() ->
     host each probe is an SSH round trip); stopping the cluster forgets the answer."""
     readyz = cmd("kubectl", "--context", "k3d-prism-local", "get", "--raw", "/readyz")
     c = shell({readyz: ok("ok")})
-    from tasks import _command
 
-    t = _command.require_reachable(c)
-    assert _command.require_reachable(c) == t
+    t = _target.require_reachable(c)
+    assert _target.require_reachable(c) == t
     assert commands(c) == [shlex.split(readyz)]
 
-    _command.forget_reachable(c, t)
-    _command.require_reachable(c)
+    _target.forget_reachable(c, t)
+    _target.require_reachable(c)
     assert len(commands(c)) == 2
 
 
@@ -641,7 +645,6 @@ def test_an_interrupted_create_leaves_the_cluster_it_made_deletable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """^C while k3d is still creating: the cluster exists, so it is recorded as ours."""
-    from tasks import _command
 
     c = shell(answers(**{cmd(*CLUSTER_LIST): [ok([]), ok([k3d_cluster("prism-local")])]}))
 
@@ -651,4 +654,4 @@ def test_an_interrupted_create_leaves_the_cluster_it_made_deletable(
     monkeypatch.setattr(_k3d, "create", interrupted)
     with pytest.raises(KeyboardInterrupt):
         cluster.create(c)
-    assert _guard.is_owned(c, _command.target(c))
+    assert _guard.is_owned(c, _target.resolve(c))

@@ -19,7 +19,9 @@ import pytest
 import yaml
 from test_k3d_fakes import shell
 
-from tasks import _command, _k3d, _settings
+from tasks._core import settings as _settings
+from tasks._core import target as _target
+from tasks._providers import k3d as _k3d
 
 K3D_MODULE = "github.com/k3d-io/k3d/v5"
 K3D_VERSION = "v5.6.3"
@@ -76,7 +78,7 @@ def generated(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
             monkeypatch.setenv(key, value)
         s = _settings.load(shell({}))
         kubeconfig = environ.get("PRISM_CLUSTER_KUBECONFIG", "")
-        t = _command.Target("k3d", s.cluster_name, f"k3d-{s.cluster_name}", kubeconfig, "test")
+        t = _target.Target("k3d", s.cluster_name, f"k3d-{s.cluster_name}", kubeconfig, "test")
         return _k3d.config(s, t)
 
     return render
@@ -221,7 +223,7 @@ def test_name_rule_is_k3ds_own(k3d_source: Path) -> None:
 def test_config_file_is_private_and_written_whole(tmp_path: Path) -> None:
     c = shell({})
     s = _settings.load(c)
-    t = _command.Target("k3d", "prism-local", "k3d-prism-local", "", "test")
+    t = _target.Target("k3d", "prism-local", "k3d-prism-local", "", "test")
     path = _k3d.write_config(c, s, t)
     assert path == tmp_path / "data" / "local" / "k3d-prism-local.yaml"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -239,7 +241,7 @@ def test_dry_run_shows_the_config_and_writes_nothing(
 ) -> None:
     c = shell({}, run={"dry": True})
     s = _settings.load(c)
-    t = _command.Target("k3d", "prism-local", "k3d-prism-local", "", "test")
+    t = _target.Target("k3d", "prism-local", "k3d-prism-local", "", "test")
     _k3d.write_config(c, s, t)
     assert "apiVersion: k3d.io/v1alpha5" in capsys.readouterr().out
     assert not (tmp_path / "data").exists()

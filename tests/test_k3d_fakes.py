@@ -118,7 +118,7 @@ def k3d_nodes(
 
 
 def test_an_unexpected_command_fails_the_test(tools: Path) -> None:
-    from tasks import _command
+    from tasks._core import command as _command
 
     c = shell({cmd("k3d", "version"): ok("k3d version v5.6.3")})
     assert _command.query(c, ["k3d", "version"]).stdout.startswith("k3d version")

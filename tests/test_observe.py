@@ -14,7 +14,9 @@ from conftest import inv
 from invoke import Exit
 from test_k3d_fakes import changes, cmd, commands, fail, ok, shell, tools  # noqa: F401  (fixture)
 
-from tasks import _checks, _command, observe
+from tasks import observe
+from tasks._core import target as _target
+from tasks._observe import checks as _checks
 
 K3D = ["--context", "k3d-prism-local"]
 READYZ = cmd("kubectl", *K3D, "get", "--raw", "/readyz")
@@ -372,8 +374,8 @@ def test_check_on_k3d_reports_failed_dns_with_the_coredns_commands(
 
 # --- the checks, one behaviour each, on hand-made objects ------------------------------------
 
-T_K3D = _command.Target("k3d", "prism-local", "k3d-prism-local", "", "test")
-T_KWOK = _command.Target("kwok", "prism-ci", "kwok-prism-ci", "", "test")
+T_K3D = _target.Target("k3d", "prism-local", "k3d-prism-local", "", "test")
+T_KWOK = _target.Target("kwok", "prism-ci", "kwok-prism-ci", "", "test")
 
 
 def snapshot(provider: str = "k3d", **namespaced: list[dict[str, Any]]) -> _checks.Snapshot:

@@ -280,7 +280,7 @@ def test_deploy_all_creates_the_cluster_on_each_host_not_here():
     from invoke.parser import Argument, ParserContext, ParseResult
 
     import tasks
-    from tasks._hosts import HostCall, HostConfig, HostExecutor
+    from tasks._remote.hosts import HostCall, HostConfig, HostExecutor
 
     core_context = ParserContext(args=[Argument(names=("H", "hosts"))])
     core_context.args.hosts.value = "a,b"

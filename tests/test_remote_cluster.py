@@ -9,7 +9,7 @@ import pytest
 from sim import SimCluster
 from sshd import SshServer, ssh_keys, sshd_factory  # noqa: F401  (fixtures)
 
-from tasks._hosts import HostConfig, HostConnection
+from tasks._remote.hosts import HostConfig, HostConnection
 
 pytestmark = pytest.mark.cluster
 
@@ -51,7 +51,7 @@ def test_the_python_client_lists_nodes_through_the_tunnel(
     from kubernetes import client as k8s
 
     import tasks
-    from tasks import _kube
+    from tasks._kube import client as _kube
 
     for key, value in sim_cluster.env.items():
         monkeypatch.setenv(key, value)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, inv
 
-from tasks._program import SSH_FLAGS, wants_ssh
+from tasks._cli.program import SSH_FLAGS, wants_ssh
 
 BIN = Path(sys.executable).parent
 
@@ -127,7 +127,7 @@ def test_help_with_hosts_offers_fabrics_flags():
 
 def test_console_scripts_are_ours():
     for name in ("inv", "invoke", "prism"):
-        assert "from tasks._program import" in (BIN / name).read_text(), name
+        assert "from tasks._cli.program import" in (BIN / name).read_text(), name
 
 
 def test_other_projects_tasks_load_instead_of_ours(tmp_path: Path):

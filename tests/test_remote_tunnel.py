@@ -29,8 +29,11 @@ from cryptography.x509.oid import NameOID
 from invoke import Exit
 from sshd import SshServer, ssh_keys, sshd_factory  # noqa: F401  (fixtures)
 
-from tasks import _command, _kube, _tunnel
-from tasks._hosts import HostConfig, HostConnection
+from tasks._core import command as _command
+from tasks._core import target as _target
+from tasks._kube import client as _kube
+from tasks._remote import tunnel as _tunnel
+from tasks._remote.hosts import HostConfig, HostConnection
 
 TOKEN = "tunnel-test-token"
 CONTEXT = "kwok-prism-local"
@@ -245,7 +248,7 @@ def test_a_host_without_the_context_says_to_create_the_cluster(
     write_remote_kubeconfig(server, config)
 
     with pytest.raises(Exit, match=rf"no kubeconfig context {CONTEXT} on host .*cluster\.create"):
-        _tunnel.remote_kubeconfig(connection, _command.target(connection))
+        _tunnel.remote_kubeconfig(connection, _target.resolve(connection))
 
 
 def test_wildcard_api_addresses_are_reached_on_the_hosts_loopback(

@@ -8,7 +8,7 @@ import pytest
 from conftest import make_context
 from invoke import Context, Exit
 
-from tasks import _settings
+from tasks._core import settings as _settings
 
 
 def context(**overrides: object) -> Context:

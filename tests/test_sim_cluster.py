@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sim import SimCluster, sim_env
 
-from tasks import _sim
+from tasks._core import sim_binaries as _sim
 
 pytestmark = pytest.mark.cluster
 

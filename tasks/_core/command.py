@@ -8,15 +8,16 @@ Read-only queries pass `dry=False` so that dry runs can still look at the cluste
 from __future__ import annotations
 
 import io
+import json
 import os
 import shlex
 from collections.abc import Sequence
 from pathlib import PurePath
-from typing import Any, NamedTuple
+from typing import Any
 
 from invoke import Context, Exit, Result
 
-from . import _settings, _sim
+from . import sim_binaries as _sim
 
 # What to tell a user whose machine lacks a tool.
 INSTALL_HINTS = {
@@ -40,6 +41,11 @@ def where(c: Context) -> str:
     if not is_remote(c):
         return "local"
     return f"{getattr(c, 'user', '')}@{getattr(c, 'host', '')}:{getattr(c, 'port', '')}"
+
+
+def label(c: Any) -> str:
+    """A remote host as the user wrote it after -H (`box`, `root@10.0.0.5:2222`)."""
+    return str(getattr(c, "label", None) or c.host)
 
 
 def require(c: Context, tool: str) -> None:
@@ -106,124 +112,10 @@ def query(c: Context, argv: Sequence[str], **kwargs: Any) -> Result:
     return result
 
 
-class Target(NamedTuple):
-    """The cluster a task acts on, with the kubeconfig context pinned (ERRATA 20)."""
-
-    provider: str
-    name: str
-    context: str
-    kubeconfig: str
-    reason: str
-
-
-PROVIDERS = ("auto", "k3d", "kwok")
-_targets: dict[tuple[str, str, str], Target] = {}
-
-
-def docker_answers(c: Context) -> bool:
-    """Does a Docker daemon answer on the machine that runs the commands?"""
-    try:  # no docker at all (here, or on the host: exit 127) means no daemon either
-        result = query(c, ["docker", "info", "--format", "{{.ServerVersion}}"], timeout=15)
-    except Exit:
-        return False
-    return result.ok and bool(result.stdout.strip())
-
-
-def target(c: Context, provider: str | None = None) -> Target:
-    """Resolve the provider (auto: k3d when Docker answers, else kwok) and the context."""
-    s = _settings.load(c)
-    chosen = provider or s.cluster.provider
-    if chosen not in PROVIDERS:
-        raise Exit(f"unknown cluster provider {chosen!r}; choose one of: {', '.join(PROVIDERS)}")
-    key = (where(c), chosen, s.cluster_name)
-    if key in _targets:
-        return _targets[key]
-    if chosen == "auto":
-        if docker_answers(c):
-            chosen, reason = "k3d", "auto: a Docker daemon answers"
-        else:
-            chosen, reason = "kwok", "auto: no Docker daemon answers, using the simulated cluster"
-    else:
-        reason = "chosen by configuration" if not provider else "chosen by --provider"
-    name = s.cluster_name
-    found = Target(
-        provider=chosen,
-        name=name,
-        context=f"{chosen}-{name}",
-        kubeconfig=str(_settings.resolve_path(s.cluster.kubeconfig))
-        if s.cluster.kubeconfig
-        else "",
-        reason=reason,
-    )
-    _targets[key] = found
-    return found
-
-
-def forget_targets() -> None:
-    """Drop cached provider decisions (tests switch configuration within one process)."""
-    _targets.clear()
-    _reachable.clear()
-
-
-def kube_flags(t: Target) -> list[str]:
-    flags = ["--context", t.context]
-    if t.kubeconfig:
-        flags[:0] = ["--kubeconfig", t.kubeconfig]
-    return flags
-
-
-def kubectl(c: Context, *args: str, namespace: str | None = None, **kwargs: Any) -> Result:
-    """kubectl pinned to the project's context (never whatever is current)."""
-    t = target(c)
-    argv = ["kubectl", *kube_flags(t)]
-    if namespace:
-        argv += ["-n", namespace]
-    return run(c, [*argv, *args], **kwargs)
-
-
 def why(result: Result) -> str:
     """The last line a failed command printed (its error, as a rule), or its exit code."""
     lines = (result.stderr or result.stdout or "").strip().splitlines()
     return lines[-1] if lines else f"exit {result.exited}"
-
-
-# Clusters whose API server answered in this process, by (where, target): a task and its
-# pre-tasks probe once (a probe is an SSH round trip on a remote host).
-_reachable: set[tuple[str, Target]] = set()
-
-
-def require_reachable(c: Context) -> Target:
-    """Stop with the next step when the target cluster's API server does not answer."""
-    t = target(c)
-    if c.config.run.dry:
-        return t  # a dry run may plan against a cluster that does not exist yet
-    if (where(c), t) in _reachable:
-        return t
-    answer = query(c, ["kubectl", *kube_flags(t), "get", "--raw", "/readyz"], timeout=30)
-    if not answer.ok:
-        raise Exit(
-            f"cannot reach cluster {t.name} (context {t.context}): {why(answer)}; "
-            "run `inv cluster.create` (or `inv cluster.start` if it is stopped)",
-            code=1,
-        )
-    _reachable.add((where(c), t))
-    return t
-
-
-def forget_reachable(c: Context, t: Target) -> None:
-    """The cluster is going away (stop, delete): probe again before using it."""
-    _reachable.discard((where(c), t))
-
-
-def helm(c: Context, *args: str, namespace: str | None = None, **kwargs: Any) -> Result:
-    """helm pinned to the project's context."""
-    t = target(c)
-    argv = ["helm", "--kube-context", t.context]
-    if t.kubeconfig:
-        argv += ["--kubeconfig", t.kubeconfig]
-    if namespace:
-        argv += ["--namespace", namespace]
-    return run(c, [*argv, *args], **kwargs)
 
 
 def write_file(c: Context, path: PurePath, text: str) -> None:
@@ -233,3 +125,26 @@ def write_file(c: Context, path: PurePath, text: str) -> None:
         f"umask 077 && mkdir -p {shlex.quote(str(path.parent))} && cat > {shlex.quote(str(path))}"
     )
     run(c, ["sh", "-c", script], input=text)
+
+
+class QueryFailed(Exit):
+    """A read-only command that could not answer: "could not look" is never "nothing there"."""
+
+
+def ask(c: Context, argv: Sequence[str], what: str, **kwargs: Any) -> str:
+    """The output of a read-only command that must answer; raises QueryFailed naming `what`."""
+    result = query(c, argv, **kwargs)
+    if not result.ok:
+        raise QueryFailed(f"cannot {what}: `{shlex.join(argv)}` failed: {why(result)}", code=1)
+    return str(result.stdout)
+
+
+def ask_json(c: Context, argv: Sequence[str], what: str, **kwargs: Any) -> Any:
+    """Like `ask`, parsed as JSON; output that is not JSON is a failure too."""
+    output = ask(c, argv, what, **kwargs)
+    try:
+        return json.loads(output or "null")
+    except json.JSONDecodeError as error:
+        raise QueryFailed(
+            f"cannot {what}: `{argv[0]}` printed something that is not JSON ({error})", code=1
+        ) from None

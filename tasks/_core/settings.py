@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from invoke import Collection, Context, Exit
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # section -> key -> default. Filled by configure(); the defaults' types are the schema.
 SCHEMA: dict[str, dict[str, Any]] = {}
@@ -207,3 +207,16 @@ def load(c: Context) -> Settings:
             f"unknown environment PRISM_ENV={env!r}; choose one of: {', '.join(ENVIRONMENTS)}"
         )
     return Settings(env=env, profile=ENVIRONMENTS[env], sections=sections, dotenv=dotenv)
+
+
+def seconds(value: object, default: int) -> int:
+    """A --timeout flag (a string from the command line) as whole seconds."""
+    if value is None:
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise Exit(f"--timeout {value!r} is not a whole number of seconds", code=1) from None
+    if number <= 0:
+        raise Exit(f"--timeout {value!r} must be a positive number of seconds", code=1)
+    return number

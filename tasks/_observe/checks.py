@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 
 from invoke import Context
 
-from . import _command
-from ._command import Target
+from .._core import target as _target
+from .._core.target import Target
 
 OK, WARNING, PROBLEM, SKIPPED = "ok", "warning", "problem", "skipped"
 
@@ -63,7 +63,7 @@ def _ref(obj: dict[str, Any], kind: str) -> str:
 
 
 def _kubectl_hint(t: Target, *args: str) -> str:
-    return "`" + shlex.join(["kubectl", *_command.kube_flags(t), *args]) + "`"
+    return "`" + shlex.join(["kubectl", *_target.kube_flags(t), *args]) + "`"
 
 
 def _events_for(snap: Snapshot, obj: dict[str, Any], kind: str, reasons: set[str]) -> list[str]:
@@ -428,7 +428,7 @@ def dns(c: Context, snap: Snapshot, t: Target, image: str) -> Finding:
     from invoke.exceptions import CommandTimedOut
 
     try:
-        result = _command.kubectl(
+        result = _target.kubectl(
             c,
             *dns_args(image, name),
             namespace="default",
@@ -474,7 +474,7 @@ NAMESPACED_KINDS = (
 def _get(c: Context, *args: str, namespace: str | None = None) -> list[dict[str, Any]]:
     import json
 
-    result = _command.kubectl(
+    result = _target.kubectl(
         c, "get", *args, "-o", "json", namespace=namespace, dry=False, hide=True, in_stream=False
     )
     return list(json.loads(result.stdout or "{}").get("items", []))

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from invoke import Context, Exit
 
-from . import _command, _settings
-from ._command import Target
+from . import command as _command
+from . import settings as _settings
+from .target import Target
 
 
 def marker(s: _settings.Settings, t: Target, c: Context | None = None) -> Path:

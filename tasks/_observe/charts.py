@@ -15,9 +15,10 @@ from typing import Any, NamedTuple
 
 from invoke import Context, Exit
 
-from . import _command
-from ._command import Target
-from ._settings import Settings
+from .._core import command as _command
+from .._core import target as _target
+from .._core.settings import Settings
+from .._core.target import Target
 
 # The guide's local names for the two repositories; their URLs come from configuration.
 PROMETHEUS_REPO = "prometheus-community"
@@ -147,7 +148,7 @@ def add_repositories(c: Context, s: Settings) -> None:
 
 def deployed(c: Context, namespace: str) -> dict[str, dict[str, Any]]:
     """Releases in the namespace, whatever their status, by name."""
-    result = _command.helm(c, "list", "--all", "-o", "json", namespace=namespace, **QUERY)
+    result = _target.helm(c, "list", "--all", "-o", "json", namespace=namespace, **QUERY)
     if not result.ok:
         if c.config.run.dry:
             return {}  # a dry run may plan against a cluster that does not exist yet
@@ -156,7 +157,7 @@ def deployed(c: Context, namespace: str) -> dict[str, dict[str, Any]]:
 
 
 def current_values(c: Context, release: Release, namespace: str) -> dict[str, Any]:
-    result = _command.helm(
+    result = _target.helm(
         c, "get", "values", release.name, "-o", "json", namespace=namespace, **QUERY
     )
     if not result.ok:
@@ -197,7 +198,7 @@ def install(c: Context, s: Settings, t: Target, timeout: int) -> None:
             continue
         verb = "upgrading" if entry else "installing"
         print(f"{release.name}: {verb} {release.reference} {release.version} ...", flush=True)
-        result = _command.helm(
+        result = _target.helm(
             c, *upgrade_args(release, timeout), namespace=namespace, warn=True, hide="stdout"
         )
         if not result.ok:
@@ -222,7 +223,7 @@ def uninstall(c: Context, s: Settings, t: Target, timeout: int) -> list[str]:
             print(f"{release.name}: not installed in namespace {namespace}; nothing to do")
             continue
         started = time.monotonic()
-        _command.helm(
+        _target.helm(
             c,
             "uninstall",
             release.name,

@@ -13,7 +13,7 @@ from typing import Any
 
 from invoke import Exit
 
-from ._deploy import Progress, is_ready, pod_ready
+from .readiness import Progress, is_ready, pod_ready
 
 HEARTBEAT = 10
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from invoke import Context, Exit
 
-from . import _command
+from .._core import command as _command
+from .._core import target as _target
 
 
 @contextmanager
@@ -21,18 +22,18 @@ def api_client(c: Context) -> Iterator[Any]:
     """An ApiClient for the target cluster's context (never the current context).
 
     A connection lost or a request refused inside the block ends the task with one line."""
-    t = _command.target(c)
+    t = _target.resolve(c)
     with _explained(t), _client(c, t) as client:
         yield client
 
 
 @contextmanager
-def _client(c: Context, t: _command.Target) -> Iterator[Any]:
+def _client(c: Context, t: _target.Target) -> Iterator[Any]:
     from kubernetes import config as kube_config
     from kubernetes.config.config_exception import ConfigException
 
     if _command.is_remote(c):
-        from . import _tunnel
+        from .._remote import tunnel as _tunnel
 
         with _tunnel.api_client(c, t) as client:
             yield client
@@ -52,7 +53,7 @@ def _client(c: Context, t: _command.Target) -> Iterator[Any]:
 
 
 @contextmanager
-def _explained(t: _command.Target) -> Iterator[None]:
+def _explained(t: _target.Target) -> Iterator[None]:
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError, SSLError
 

@@ -9,10 +9,8 @@ local registry attached through `registries.use` (ERRATA 11).
 
 from __future__ import annotations
 
-import errno
 import json
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +18,13 @@ from urllib.parse import urlsplit
 
 from invoke import Context, Exit
 
-from . import _command, _guard
-from ._command import Target
-from ._settings import Settings
+from .._core import command as _command
+from .._core import guard as _guard
+from .._core import target as _target
+from .._core.settings import Settings
+from .._core.target import Target
+from . import ports as _ports
+from .k3d_registry import ensure_registry, registry_ref
 
 API_VERSION = "k3d.io/v1alpha5"
 
@@ -60,10 +62,10 @@ TUNING_ARGS = (
 # --- checks that run before anything changes ------------------------------------------------
 
 
-def require_docker(c: Context) -> None:
+def require_runtime(c: Context) -> None:
     """k3d is Docker: fail with the next step when no daemon answers."""
     _command.require(c, "docker")
-    if not _command.docker_answers(c):
+    if not _target.docker_answers(c):
         raise Exit(
             "the k3d provider needs a Docker daemon, but `docker info` does not answer; "
             "start Docker, or use the simulated cluster with PRISM_CLUSTER_PROVIDER=kwok",
@@ -112,24 +114,6 @@ def host_ports(s: Settings) -> dict[str, int]:
     return {key: s.cluster_int(key) for key in (*LB_PORTS, "api_port")}
 
 
-def port_unavailable(port: int) -> str:
-    """Why k3d could not publish `port` on this host ("" when it is free): it binds all
-    addresses, so a listener on loopback or on any address is in the way."""
-    for host in ("127.0.0.1", "0.0.0.0"):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            # SO_REUSEADDR: a socket in TIME_WAIT is no obstacle, a listening one still is
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError as error:
-                if error.errno == errno.EADDRINUSE:
-                    return "is already in use"
-                if error.errno == errno.EACCES:
-                    return "is privileged (below 1024) and this user may not bind it"
-                return f"cannot be bound ({error.strerror})"
-    return ""
-
-
 def check_ports_free(s: Settings) -> None:
     """Every host port must be distinct and free; else name the port and the key to change."""
     seen: dict[int, str] = {}
@@ -144,7 +128,7 @@ def check_ports_free(s: Settings) -> None:
                 code=1,
             )
         seen[port] = key
-        problem = port_unavailable(port)
+        problem = _ports.port_unavailable(port)
         if problem:
             raise Exit(
                 f"host port {port} (cluster.{key}, environment {s.env}) {problem}; "
@@ -196,15 +180,6 @@ def storage_dir(s: Settings) -> Path:
 
 def config_path(s: Settings, t: Target) -> Path:
     return s.data_dir / f"k3d-{t.name}.yaml"
-
-
-def registry_host(s: Settings) -> str:
-    """k3d names the registry container `k3d-<name>`; clusters pull from `<host>:<port>`."""
-    return f"k3d-{s.images.registry_name}"
-
-
-def registry_ref(s: Settings) -> str:
-    return f"{registry_host(s)}:{s.images.registry_port}"
 
 
 def k3s_args(s: Settings) -> list[dict[str, Any]]:
@@ -274,24 +249,15 @@ def write_config(c: Context, s: Settings, t: Target) -> Path:
 
 
 def clusters(c: Context) -> list[dict[str, Any]]:
-    result = _command.query(c, ["k3d", "cluster", "list", "-o", "json"])
-    if not result.ok:
-        return []
-    try:
-        return list(json.loads(result.stdout or "[]") or [])
-    except json.JSONDecodeError:
-        return []
+    """Every k3d cluster on the machine; raises when k3d cannot say."""
+    argv = ["k3d", "cluster", "list", "-o", "json"]
+    return list(_command.ask_json(c, argv, "list the k3d clusters") or [])
 
 
 def nodes(c: Context, cluster: str) -> list[dict[str, Any]]:
     """The cluster's containers (servers, agents, load balancer) from `k3d node list`."""
-    result = _command.query(c, ["k3d", "node", "list", "-o", "json"])
-    if not result.ok:
-        return []
-    try:
-        found = json.loads(result.stdout or "[]") or []
-    except json.JSONDecodeError:
-        return []
+    argv = ["k3d", "node", "list", "-o", "json"]
+    found = _command.ask_json(c, argv, "list the k3d nodes") or []
     return [n for n in found if (n.get("runtimeLabels") or {}).get("k3d.cluster") == cluster]
 
 
@@ -410,124 +376,3 @@ def merge_kubeconfig(c: Context, s: Settings, t: Target) -> None:
     argv = ["k3d", "kubeconfig", "merge", t.name, "--kubeconfig-switch-context=false"]
     argv += ["--output", t.kubeconfig] if t.kubeconfig else ["--kubeconfig-merge-default"]
     _command.run(c, argv)
-
-
-# --- local registry (the guide's "Alternative: Use local registry") ------------------------
-
-
-def registries(c: Context) -> dict[str, str]:
-    """Registry container name -> host port."""
-    result = _command.query(c, ["k3d", "registry", "list", "-o", "json"])
-    if not result.ok:
-        return {}
-    try:
-        found = json.loads(result.stdout or "[]") or []
-    except json.JSONDecodeError:
-        return {}
-    return {
-        str(reg.get("name", "")): next(
-            (
-                str(bindings[0].get("HostPort", ""))
-                for bindings in (reg.get("portMappings") or {}).values()
-                if bindings
-            ),
-            "",
-        )
-        for reg in found
-    }
-
-
-def ensure_registry(c: Context, s: Settings) -> bool:
-    """Create the registry unless it exists; True when it was created."""
-    host, port = registry_host(s), int(s.images.registry_port)
-    existing = registries(c)
-    if host in existing:
-        if existing[host] and existing[host] != str(port):
-            raise Exit(
-                f"registry {host} already exists on host port {existing[host]}, not {port}; "
-                f"set PRISM_IMAGES_REGISTRY_PORT={existing[host]} or delete it with "
-                f"`k3d registry delete {host}`",
-                code=1,
-            )
-        print(f"registry {host} already exists on port {port}; nothing to do")
-        return False
-    problem = port_unavailable(port)
-    if problem:
-        raise Exit(
-            f"host port {port} (images.registry_port) {problem}; "
-            "set PRISM_IMAGES_REGISTRY_PORT to a free port",
-            code=1,
-        )
-    _command.run(c, ["k3d", "registry", "create", str(s.images.registry_name), "--port", str(port)])
-    return True
-
-
-# --- images inside the nodes (ERRATA 12: there is no `k3d image list`) ---------------------
-
-
-def normalize_ref(ref: str) -> str:
-    """Docker's reference normalization: `prism-admin:latest` is docker.io/library/..."""
-    first, _, rest = ref.partition("/")
-    if not rest:
-        ref = f"docker.io/library/{ref}"
-    elif "." not in first and ":" not in first and first != "localhost":
-        ref = f"docker.io/{ref}"
-    if ":" not in ref.rsplit("/", 1)[-1] and "@" not in ref:
-        ref += ":latest"
-    return ref
-
-
-def node_images(c: Context, node: str) -> dict[str, str]:
-    """Image reference -> image ID held by one node's containerd (via crictl)."""
-    result = _command.query(c, ["docker", "exec", node, "crictl", "images", "-o", "json"])
-    if not result.ok:
-        return {}
-    try:
-        listed = json.loads(result.stdout or "{}").get("images") or []
-    except (json.JSONDecodeError, AttributeError):
-        return {}
-    return {
-        normalize_ref(tag): str(image.get("id", ""))
-        for image in listed
-        for tag in image.get("repoTags") or []
-    }
-
-
-def local_image_id(c: Context, image: str) -> str:
-    result = _command.query(c, ["docker", "image", "inspect", "--format", "{{.Id}}", image])
-    if not result.ok or not result.stdout.strip():
-        raise Exit(
-            f"image {image} is not in the local Docker image store; build it with "
-            "`inv images.build` (or `docker pull` it)",
-            code=1,
-        )
-    return result.stdout.strip()
-
-
-def import_images(
-    c: Context, s: Settings, t: Target, images: list[str], force: bool = False
-) -> tuple[list[str], list[str]]:
-    """Import what some node lacks (compared by image ID); returns (imported, skipped)."""
-    local = {image: local_image_id(c, image) for image in images}
-    members = [n for n in nodes(c, t.name) if n.get("role") in ("server", "agent")]
-    if not members:
-        raise Exit(f"cluster {t.name} has no nodes; run `inv cluster.create`", code=1)
-    stopped = [n["name"] for n in members if not (n.get("State") or {}).get("Running", True)]
-    if stopped:
-        raise Exit(
-            f"cluster {t.name} is not running ({', '.join(stopped)} stopped); "
-            "run `inv cluster.start`",
-            code=1,
-        )
-    # Compared by ID: with Docker's containerd image store `.Id` is the manifest digest, which
-    # never equals crictl's config digest; the images are then re-imported, never wrongly skipped.
-    held = [node_images(c, str(n["name"])) for n in members]
-    missing = [
-        image
-        for image in images
-        if force or any(node.get(normalize_ref(image)) != local[image] for node in held)
-    ]
-    skipped = [image for image in images if image not in missing]
-    if missing:
-        _command.run(c, ["k3d", "image", "import", *missing, "-c", t.name])
-    return missing, skipped

@@ -19,9 +19,12 @@ from typing import Any
 
 from invoke import Context, Exit
 
-from . import _command, _sim
-from ._command import Target
-from ._settings import Settings
+from .._core import command as _command
+from .._core import sim_binaries as _sim
+from .._core import target as _target
+from .._core.settings import Settings
+from .._core.target import Target
+from . import ports as _ports
 
 # The stack's container ports: port-forward to any of them reaches the same port on loopback.
 FORWARDED_PORTS = (4222, 5432, 6379, 8080, 8222, 9000, 9001, 9090, 9092, 50051)
@@ -246,10 +249,9 @@ def check_binaries(c: Context) -> str:
 def check_ports_free(c: Context, s: Settings) -> None:
     if _command.is_remote(c):
         return  # the host's kwokctl reports a busy port itself
-    from ._k3d import port_unavailable
 
     for key, port in control_plane_ports(s).items():
-        problem = port_unavailable(port)
+        problem = _ports.port_unavailable(port)
         if problem:
             hint = (
                 "set PRISM_CLUSTER_API_PORT (the other control-plane ports follow it) "
@@ -262,9 +264,17 @@ def _kubeconfig_flags(t: Target) -> list[str]:
     return ["--kubeconfig", t.kubeconfig] if t.kubeconfig else []
 
 
+def require_runtime(c: Context) -> None:
+    """Nothing to check up front: `create` checks the binaries it needs."""
+
+
+def merge_kubeconfig(c: Context, s: Settings, t: Target) -> None:
+    """Nothing to merge: kwokctl writes the cluster's context when it creates the cluster."""
+
+
 def names(c: Context) -> list[str]:
-    result = _command.query(c, ["kwokctl", "get", "clusters"])
-    return result.stdout.split() if result.ok else []
+    """Every simulated cluster kwokctl knows; raises when kwokctl cannot say."""
+    return _command.ask(c, ["kwokctl", "get", "clusters"], "list the simulated clusters").split()
 
 
 def exists(c: Context, s: Settings, t: Target) -> bool:
@@ -272,7 +282,7 @@ def exists(c: Context, s: Settings, t: Target) -> bool:
 
 
 def report_existing(c: Context, s: Settings, t: Target) -> None:
-    _command.require_reachable(c)
+    _target.require_reachable(c)
     print(f"cluster {t.name} already exists (kwok) and answers; nothing to do")
 
 
@@ -315,14 +325,14 @@ def create(c: Context, s: Settings, t: Target) -> None:
             ["kubectl", "config", *_kubeconfig_flags(t), "use-context", previous.stdout.strip()],
             hide=True,
         )
-    _command.kubectl(c, "apply", "-f", "-", input=yaml.safe_dump_all(nodes(s, t)), hide="stdout")
+    _target.kubectl(c, "apply", "-f", "-", input=yaml.safe_dump_all(nodes(s, t)), hide="stdout")
     wait_api_ready(c, t, s.cluster.wait_timeout)
 
 
 def wait_api_ready(c: Context, t: Target, timeout: int) -> None:
     """kwokctl returns once the API serves; its bootstrap (RBAC roles, priority classes) may
     still be finishing. /readyz has no watch, so this is a short bounded retry on the host."""
-    probe = shlex.join(["kubectl", *_command.kube_flags(t), "get", "--raw", "/readyz"])
+    probe = shlex.join(["kubectl", *_target.kube_flags(t), "get", "--raw", "/readyz"])
     tries = max(1, timeout * 5)
     script = (
         f"i=0; until {probe} >/dev/null 2>&1; do i=$((i+1)); "

@@ -26,6 +26,8 @@ from invoke import Call, Exit, Task, UnexpectedExit
 from invoke.config import Config as InvokeConfig
 from invoke.config import merge_dicts
 
+from .._core.command import label
+
 # Exit status for "could not reach or log in to a host", as ssh(1) uses it.
 SSH_FAILED = 255
 # How long to wait for a host to answer; ssh_config's ConnectTimeout and -t override it.
@@ -88,11 +90,6 @@ def _program_of(command: str) -> str | None:
 def tool_missing(c: Any, tool: str) -> Exit:
     """The one-line error for a command the host does not have."""
     return Exit(f"{tool} not found on host {label(c)}; install it there", code=127)
-
-
-def label(c: Any) -> str:
-    """The host as the user wrote it after -H (`box`, `root@10.0.0.5:2222`)."""
-    return str(getattr(c, "label", None) or c.host)
 
 
 class HostConnection(fabric.Connection):

@@ -22,8 +22,10 @@ from urllib.parse import urlsplit
 import yaml
 from invoke import Context, Exit
 
-from . import _command, _hosts
-from ._command import Target
+from .._core import command as _command
+from .._core import target as _target
+from .._core.target import Target
+from . import hosts as _hosts
 
 CHUNK = 65536
 CHANNEL_OPEN_TIMEOUT = 10.0
@@ -55,7 +57,7 @@ def api_client(c: Context, t: Target) -> Iterator[Any]:
             if forwarder.error is None:
                 raise
             raise Exit(
-                f"cannot reach the Kubernetes API at {name}:{port} from {_hosts.label(c)} "
+                f"cannot reach the Kubernetes API at {name}:{port} from {_command.label(c)} "
                 f"({forwarder.error}); is the cluster running? `inv cluster.start`",
                 code=1,
             ) from None
@@ -65,7 +67,7 @@ def api_client(c: Context, t: Target) -> Iterator[Any]:
 
 def remote_kubeconfig(c: Context, t: Target) -> dict[str, Any]:
     """The host's kubeconfig for `t.context` alone, credentials inlined, as a dict in memory."""
-    argv = ["kubectl", "config", "view", "--raw", "--minify", "--flatten", *_command.kube_flags(t)]
+    argv = ["kubectl", "config", "view", "--raw", "--minify", "--flatten", *_target.kube_flags(t)]
     result = _command.query(c, argv)
     if result.exited == 127:
         raise _hosts.tool_missing(c, "kubectl")
@@ -73,7 +75,7 @@ def remote_kubeconfig(c: Context, t: Target) -> dict[str, Any]:
     if not config or not config.get("clusters"):
         detail = (result.stderr.strip().splitlines() or [f"exit {result.exited}"])[-1]
         raise Exit(
-            f"no kubeconfig context {t.context} on host {_hosts.label(c)} ({detail}); "
+            f"no kubeconfig context {t.context} on host {_command.label(c)} ({detail}); "
             "run `inv cluster.create`",
             code=1,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._settings import PROJECT_ROOT
+from .settings import PROJECT_ROOT
 
 VERSIONS_FILE = PROJECT_ROOT / "scripts" / "sim-versions.env"
 BINARIES = (

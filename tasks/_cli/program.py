@@ -70,7 +70,7 @@ class ProjectLoader(FilesystemLoader):
 
     def load(self, name: str | None = None) -> tuple[ModuleType, str]:
         name = name or self.config.tasks.collection_name
-        ours = sys.modules.get(__package__ or "")
+        ours = sys.modules.get((__package__ or "").partition(".")[0])
         if ours is not None and name == ours.__name__:
             spec = self.find(name)
             if spec is not None and spec.origin is not None and spec.origin == ours.__file__:
@@ -83,7 +83,7 @@ class ProjectLoader(FilesystemLoader):
 def program(*, ssh: bool, **identity: Any) -> Program:
     """The plain invoke program, or (ssh=True) the fabric one with per-host execution."""
     if ssh:
-        from . import _hosts
+        from .._remote import hosts as _hosts
 
         return _hosts.make_program(loader_class=ProjectLoader, **identity)
     return Program(loader_class=ProjectLoader, **identity)

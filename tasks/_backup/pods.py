@@ -1,0 +1,148 @@
+"""Commands in backend pods, and data streamed into and out of them.
+
+Data goes into a pod as a length-delimited stream (`head -c <size>`), never read to end-of-input:
+the simulated cluster's `kubectl exec -i` does not pass end-of-input on (a plain `cat` in the pod
+waits forever), and counting bytes works whatever the exec protocol does with it. A password
+travels as the first line of that stream, so it is on no command line (neither in `--echo` /
+`--dry` output nor in a process list), in no file and in no log.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from invoke import Context, Exit, Result
+
+from .._core import command as _command
+from .._core import guard as _guard
+from .._core import settings as _settings
+from .._core import target as _target
+from .._core.settings import Settings
+from .._core.target import Target
+from . import files as _files
+
+# Lines kubectl adds when the command in the pod fails (k3d, then the simulation); the line
+# worth showing is the command's own, before them.
+EXEC_NOISE = ("command terminated with exit code", "error: Internal error occurred")
+
+
+KLOG = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d\d")  # kubectl's own log lines (websocket ...)
+
+
+def reason(result: Result) -> str:
+    """The one line that says why a command failed."""
+    lines = [line.strip() for line in (result.stderr or result.stdout or "").splitlines()]
+    lines = [line for line in lines if line]
+    useful = [line for line in lines if not _noise(line)] or lines
+    return useful[-1] if useful else f"exit code {result.exited}"
+
+
+def _noise(line: str) -> bool:
+    return line.startswith(EXEC_NOISE) or bool(KLOG.match(line))
+
+
+def in_pod(c: Context, pod: str, *command: str, stdin: bool = False) -> list[str]:
+    """`kubectl exec` into a backend pod, pinned to the project's context."""
+    s = _settings.load(c)
+    t = _target.resolve(c)
+    interactive = ["-i"] if stdin else []
+    return [
+        "kubectl",
+        *_target.kube_flags(t),
+        "-n",
+        s.backup.namespace,
+        "exec",
+        *interactive,
+        pod,
+        "--",
+        *command,
+    ]
+
+
+def require_pod(c: Context, pod: str, backend: str) -> None:
+    s = _settings.load(c)
+    t = _target.resolve(c)
+    namespace = s.backup.namespace
+    answer = _command.query(
+        c,
+        [
+            "kubectl",
+            *_target.kube_flags(t),
+            "-n",
+            namespace,
+            "get",
+            "pod",
+            pod,
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
+        timeout=30,
+    )
+    if not answer.ok:
+        if "NotFound" in answer.stderr:
+            raise Exit(
+                f"pod {namespace}/{pod} not found on cluster {t.name}; "
+                f"deploy it with `inv backends.deploy --only {backend}`",
+                code=1,
+            )
+        raise Exit(f"cannot look up pod {namespace}/{pod}: {reason(answer)}", code=1)
+    phase = answer.stdout.strip()
+    if phase != "Running":
+        raise Exit(
+            f"pod {namespace}/{pod} is {phase or 'not running'}; "
+            f"see `inv backends.status --only {backend}`",
+            code=1,
+        )
+
+
+def stream_out(c: Context, argv: list[str], partial: Path, secret: str | None = None) -> Result:
+    """Run `argv` with its standard output going straight into `partial` (binary-safe: invoke
+    would decode it as text); `secret` is its first line of input."""
+    script = f"umask 077 && {shlex.join(argv)} > {shlex.quote(str(partial))}"
+    extra = {"input": secret + "\n"} if secret is not None else {"in_stream": False}
+    return _command.run(c, ["sh", "-c", script], hide="both", warn=True, **extra)
+
+
+def stream_in(c: Context, argv: list[str], path: Path, secret: str | None = None) -> Result:
+    """Run `argv` with the file on its standard input, after `secret` as a first line."""
+    source = f"cat {shlex.quote(str(path))}"
+    if secret is None:
+        script = f"{source} | {shlex.join(argv)}"
+        return _command.run(c, ["sh", "-c", script], hide="both", warn=True, in_stream=False)
+    script = f'IFS= read -r line && {{ printf "%s\\n" "$line"; {source}; }} | {shlex.join(argv)}'
+    return _command.run(c, ["sh", "-c", script], hide="both", warn=True, input=secret + "\n")
+
+
+def receive(path: Path, digest: str, then: str) -> str:
+    """Shell (in the pod) that takes exactly the file's bytes from standard input into a
+    temporary file "$f", checks its sha256, then runs `then`; the file is removed on exit."""
+    return in_temp_file(
+        f'head -c {path.stat().st_size} > "$f" && '
+        f'echo "{digest}  $f" | sha256sum -c >/dev/null && {then}'
+    )
+
+
+def in_temp_file(steps: str, f: str = "$(mktemp)") -> str:
+    """Shell that runs `steps` with "$f" set to a temporary file, removed whatever happens."""
+    return f'f={f} || exit 1; {steps}; status=$?; rm -f "$f"; exit $status'
+
+
+def restore_target(c: Context, file: str) -> tuple[Path, Target, Settings]:
+    """What every restore checks first: a local backup file, and a reachable cluster this
+    project may change (ERRATA 20)."""
+    local_only(c)
+    path = _files.find(c, file)
+    t = _target.require_reachable(c)
+    _guard.require_owned(c, t)
+    return path, t, _settings.load(c)
+
+
+def local_only(c: Context) -> None:
+    if _command.is_remote(c):
+        raise Exit(
+            "backups are files on the machine that runs the tasks; run the backup tasks there "
+            "without -H",
+            code=1,
+        )

@@ -1,0 +1,146 @@
+"""Postgres: pg_dump -Fc out of the pod, pg_restore into it (docs/guide-corrections.md, 18)."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+from invoke import Context, Exit, Result
+
+from .._core import command as _command
+from .._core import guard as _guard
+from .._core import settings as _settings
+from .._core import target as _target
+from . import files as _files
+from . import pods as _pods
+
+READ_PASSWORD = "IFS= read -r PGPASSWORD && export PGPASSWORD && "
+
+
+def _postgres_secrets(c: Context) -> tuple[str, str, str]:
+    s = _settings.load(c)
+    return (
+        s.secret("PRISM_POSTGRES_USER"),
+        s.secret("PRISM_POSTGRES_DB"),
+        s.secret("PRISM_POSTGRES_PASSWORD"),
+    )
+
+
+def _connection(c: Context, user: str) -> list[str]:
+    return ["-h", "127.0.0.1", "-p", str(_settings.load(c).backup.postgres_port), "-U", user]
+
+
+def backup_postgres(c: Context) -> _files.Finished | None:
+    """pg_dump -Fc in the pod, streamed to a partial file, verified, checksummed, published."""
+    started = time.monotonic()
+    _pods.local_only(c)
+    s = _settings.load(c)
+    user, db, password = _postgres_secrets(c)
+    _target.require_reachable(c)
+    _pods.require_pod(c, s.backup.postgres_pod, "postgres")
+    directory = _files.ready_dir(c)
+    when = _files.stamp()
+    partial = _files.partial_path(directory, "postgres", when)
+    dump = f"{READ_PASSWORD}exec pg_dump {shlex.join([*_connection(c, user), '-Fc', db])}"
+    argv = _pods.in_pod(c, s.backup.postgres_pod, "sh", "-c", dump, stdin=True)
+    try:
+        result = _pods.stream_out(c, argv, partial, secret=password)
+        if _guard.is_dry(c):
+            return None
+        if result.failed:
+            raise Exit(
+                f"pg_dump failed: {_pods.reason(result)}; check PRISM_POSTGRES_USER/PASSWORD/DB in .env "
+                "and `inv backends.status --only postgres`",
+                code=1,
+            )
+        entries = archive_entries(c, partial)
+        digest = _files.sha256(partial)
+        final = _files.publish(partial, "postgres", when, digest)
+    finally:
+        partial.unlink(missing_ok=True)
+    return _files.Finished(
+        final,
+        final.stat().st_size,
+        digest,
+        time.monotonic() - started,
+        _files.plural(entries, "archive entry", "archive entries"),
+    )
+
+
+def archive_entries(c: Context, path: Path, digest: str | None = None) -> int:
+    """Verify a custom-format archive with `pg_restore --list`: here when this machine's
+    pg_restore can read it, else with the pod's (the version that wrote it)."""
+    local = _local_pg_restore_list(c, path)
+    if local is not None:
+        if local.ok:
+            return _count_entries(local.stdout)
+        if "unsupported version" not in local.stderr:
+            raise Exit(f"{path.name} is not a readable archive: {_pods.reason(local)}", code=1)
+    _target.require_reachable(c)
+    s = _settings.load(c)
+    _pods.require_pod(c, s.backup.postgres_pod, "postgres")
+    then = 'pg_restore --list "$f"'
+    script = _pods.receive(path, digest or _files.sha256(path), then)
+    answer = _pods.stream_in(
+        c, _pods.in_pod(c, s.backup.postgres_pod, "sh", "-c", script, stdin=True), path
+    )
+    if answer.failed:
+        raise Exit(f"{path.name} is not a readable archive: {_pods.reason(answer)}", code=1)
+    why = "is missing" if local is None else "is older than the archive"
+    print(f"this machine's pg_restore {why}; verified with the one in {s.backup.postgres_pod}")
+    return _count_entries(answer.stdout)
+
+
+def _local_pg_restore_list(c: Context, path: Path) -> Result | None:
+    try:
+        _command.require(c, "pg_restore")
+    except Exit:
+        return None
+    return _command.query(c, ["pg_restore", "--list", str(path)], timeout=300)
+
+
+def _count_entries(listing: str) -> int:
+    entries = [line for line in listing.splitlines() if line.strip() and not line.startswith(";")]
+    return len(entries)
+
+
+def restore_postgres(c: Context, file: str, yes: bool) -> float | None:
+    """pg_restore --clean --if-exists in one transaction, from a verified backup."""
+    started = time.monotonic()
+    path, t, s = _pods.restore_target(c, file)
+    user, db, password = _postgres_secrets(c)
+    digest = _files.check_sum(path)
+    _files.require_kind(path, "postgres")
+    archive_entries(c, path, digest)
+    _pods.require_pod(c, s.backup.postgres_pod, "postgres")
+    pod = s.backup.postgres_pod
+    _guard.confirm(
+        f"replace database {db} in {s.backup.namespace}/{pod} on cluster {t.name} "
+        f"with {path.name}?",
+        yes,
+    )
+    restore = shlex.join(
+        [
+            "pg_restore",
+            "--clean",
+            "--if-exists",
+            "--single-transaction",  # all or nothing: a failed restore leaves the data as it was
+            *_connection(c, user),
+            "-d",
+            db,
+        ]
+    )
+    script = READ_PASSWORD + _pods.receive(path, digest, f'{restore} "$f"')
+    result = _pods.stream_in(
+        c, _pods.in_pod(c, pod, "sh", "-c", script, stdin=True), path, secret=password
+    )
+    if _guard.is_dry(c):
+        return None
+    if result.failed:
+        raise Exit(
+            f"pg_restore failed, nothing was changed: {_pods.reason(result)}; "
+            "check PRISM_POSTGRES_USER/PASSWORD/DB in .env",
+            code=1,
+        )
+    return time.monotonic() - started

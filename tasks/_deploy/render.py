@@ -1,0 +1,224 @@
+"""What a deploy sends: an overlay rendered into objects, split into the guide's steps, plus the
+Secrets from `.env` and (on the simulated cluster) the volumes its claims bind to."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from invoke import Context, Exit
+
+from .._core import command as _command
+from .._core import settings as _settings
+from .._core import target as _target
+
+MANIFESTS = _settings.PROJECT_ROOT / "manifests"
+TIER = "app.kubernetes.io/component"
+NAME = "app.kubernetes.io/name"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+# The Secrets the manifests reference (ERRATA 1), filled from the environment / .env.
+SECRETS = {
+    ("prism-backends", "minio-credentials"): {
+        "MINIO_ROOT_USER": "PRISM_MINIO_ROOT_USER",
+        "MINIO_ROOT_PASSWORD": "PRISM_MINIO_ROOT_PASSWORD",
+    },
+    ("prism-backends", "postgres-credentials"): {
+        "POSTGRES_USER": "PRISM_POSTGRES_USER",
+        "POSTGRES_PASSWORD": "PRISM_POSTGRES_PASSWORD",
+        "POSTGRES_DB": "PRISM_POSTGRES_DB",
+    },
+    ("prism", "mailbox-s3-credentials"): {
+        "S3_ACCESS_KEY": "PRISM_S3_ACCESS_KEY",
+        "S3_SECRET_KEY": "PRISM_S3_SECRET_KEY",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    tiers: tuple[str, ...]
+    after: tuple[str, ...] = ()
+
+
+# The guide's phases 2-7 plus the HPA, with the dependencies that really exist.
+STEPS = (
+    Step("foundation", ("foundation",)),
+    Step("backends", ("backend",), ("foundation",)),
+    Step("admin", ("admin",), ("foundation",)),
+    Step("proxy", ("proxy",), ("admin",)),
+    Step("runners", ("runner",), ("backends", "proxy")),
+    Step("ingress", ("ingress",), ("admin", "proxy")),
+    Step("autoscaling", ("autoscaling",), ("proxy",)),
+)
+STEP_NAMES = tuple(step.name for step in STEPS)
+
+
+def local(c: Context) -> Context:
+    """Where rendering happens: always this machine, even when `c` is a remote host."""
+    return Context(config=c.config) if _command.is_remote(c) else c
+
+
+def overlay_dir(name: str) -> Path:
+    """An overlay by name (manifests/overlays/<name>) or, for your own, by directory path."""
+    path = MANIFESTS / "overlays" / name
+    if ("/" in name or name.startswith(".")) and (Path(name) / "kustomization.yaml").is_file():
+        return Path(name).resolve()
+    if not path.is_dir():
+        known = sorted(p.name for p in (MANIFESTS / "overlays").iterdir() if p.is_dir())
+        raise Exit(f"unknown overlay {name!r}; choose one of: {', '.join(known)}", code=1)
+    return path
+
+
+def kustomize(c: Context, path: Path) -> list[dict[str, Any]]:
+    """Render a kustomization locally into objects."""
+    import yaml  # imported here: `inv --list` should not pay for it
+
+    result = _command.query(local(c), ["kubectl", "kustomize", str(path)])
+    if not result.ok:
+        raise Exit(f"cannot render {path}: {result.stderr.strip()}", code=1)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
+    return [doc for doc in yaml.load_all(result.stdout, Loader=loader) if doc]
+
+
+def secrets(s: _settings.Settings) -> list[dict[str, Any]]:
+    """Secret objects built from the environment; their values never touch a file."""
+    objects = []
+    for (namespace, name), keys in SECRETS.items():
+        data = {key: base64.b64encode(s.secret(var).encode()).decode() for key, var in keys.items()}
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": {
+                        "app.kubernetes.io/part-of": "prism",
+                        NAME: "credentials",
+                        TIER: "foundation",
+                    },
+                },
+                "type": "Opaque",
+                "data": data,
+            }
+        )
+    return objects
+
+
+def backend_names(objects: Iterable[dict[str, Any]]) -> set[str]:
+    return {labels(o).get(NAME, "") for o in objects if labels(o).get(TIER) == "backend"}
+
+
+def available_backends() -> list[str]:
+    return sorted(
+        p.name
+        for p in (MANIFESTS / "base").iterdir()
+        if (p / "kustomization.yaml").is_file() and _is_backend(p)
+    )
+
+
+def _is_backend(path: Path) -> bool:
+    return f"{TIER}: backend" in (path / "kustomization.yaml").read_text()
+
+
+def plan_objects(
+    c: Context,
+    overlay: str,
+    only_backends: Sequence[str] | None = None,
+    for_apply: bool = True,
+) -> list[dict[str, Any]]:
+    """The objects of an overlay, with backends narrowed (or widened) to `only_backends`.
+
+    `for_apply` adds what only exists in a cluster: the Secrets from `.env` and, on the
+    simulated cluster, the volumes its claims bind to."""
+    objects = kustomize(c, overlay_dir(overlay))
+    if only_backends is not None:
+        present = backend_names(objects)
+        known = sorted(set(available_backends()) | present)
+        unknown = [b for b in only_backends if b not in known]
+        if unknown:
+            raise Exit(f"unknown backend {unknown[0]!r}; choose from: {', '.join(known)}", code=1)
+        objects = [
+            o
+            for o in objects
+            if labels(o).get(TIER) != "backend" or labels(o).get(NAME) in only_backends
+        ]
+        for backend in only_backends:
+            if backend not in present:
+                objects += kustomize(c, MANIFESTS / "base" / backend)
+    if for_apply:
+        require_placed(objects)
+        extra = secrets(_settings.load(c))
+        if _target.resolve(c).provider == "kwok":
+            from .._providers import kwok as _kwok
+
+            extra += _kwok.volumes(objects)
+        objects = extra + objects
+    return objects
+
+
+def require_placed(objects: Iterable[dict[str, Any]]) -> None:
+    """Every object must belong to a step (its component label), or a deploy would skip it."""
+    tiers = {tier for step in STEPS for tier in step.tiers}
+    for obj in objects:
+        if labels(obj).get(TIER) not in tiers:
+            meta = obj.get("metadata", {})
+            where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+            raise Exit(
+                f"{obj.get('kind')} {where}{meta.get('name')} belongs to no step: label it "
+                f"{TIER}=<{'|'.join(sorted(tiers))}> in its kustomization",
+                code=1,
+            )
+
+
+def labels(obj: dict[str, Any]) -> dict[str, str]:
+    return obj.get("metadata", {}).get("labels", {}) or {}
+
+
+def objects_of(objects: Iterable[dict[str, Any]], step: Step) -> list[dict[str, Any]]:
+    return [o for o in objects if labels(o).get(TIER) in step.tiers]
+
+
+def workloads(objects: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(kind, namespace, name) of the objects that have readiness to wait for."""
+    return [
+        (o["kind"], o["metadata"].get("namespace", "default"), o["metadata"]["name"])
+        for o in objects
+        if o.get("kind") in WORKLOAD_KINDS
+    ]
+
+
+def claims(objects: Iterable[dict[str, Any]]) -> list[str]:
+    """Names of the claims StatefulSets create from their volumeClaimTemplates."""
+    return [
+        f"{template['metadata']['name']}-{o['metadata']['name']}-{ordinal}"
+        for o in objects
+        if o.get("kind") == "StatefulSet"
+        for template in o["spec"].get("volumeClaimTemplates", [])
+        for ordinal in range(o["spec"].get("replicas", 1))
+    ]
+
+
+def to_yaml(objects: Iterable[dict[str, Any]]) -> str:
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump_all(list(objects), Dumper=dumper, sort_keys=False)
+
+
+# Applied first, in this order: what other objects live in or refer to.
+FIRST_KINDS = ("Namespace", "StorageClass", "PersistentVolume")
+
+
+def apply_order(objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
+    return sorted(objects, key=lambda o: rank.get(o.get("kind", ""), len(rank)))
+
+
+def namespaces_of(objects: Iterable[dict[str, Any]]) -> set[str]:
+    return {o["metadata"]["namespace"] for o in objects if o.get("metadata", {}).get("namespace")}

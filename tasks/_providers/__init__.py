@@ -1,0 +1,55 @@
+"""Cluster providers: k3d (k3s nodes in Docker) and kwok (the simulated cluster).
+
+Each provider is a module that implements `Provider`; `for_target` picks it. mypy checks the
+modules against the protocol where `for_target` returns them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from invoke import Context
+
+from .._core.settings import Settings
+from .._core.target import Target
+
+
+class Provider(Protocol):
+    """The cluster lifecycle every provider offers; `s` and `t` come from the caller."""
+
+    def require_runtime(self, c: Context) -> None:
+        """Stop with the next step when what the provider runs on is missing (Docker ...)."""
+
+    def names(self, c: Context) -> list[str]:
+        """Every cluster of this provider; raises when the tool cannot say."""
+
+    def exists(self, c: Context, s: Settings, t: Target) -> bool: ...
+
+    def report_existing(self, c: Context, s: Settings, t: Target) -> None:
+        """`cluster.create` found the cluster: say whether it answers and matches the config."""
+
+    def create(self, c: Context, s: Settings, t: Target) -> None: ...
+
+    def start(self, c: Context, s: Settings, t: Target) -> None: ...
+
+    def stop(self, c: Context, s: Settings, t: Target) -> None: ...
+
+    def delete(self, c: Context, s: Settings, t: Target) -> None:
+        """Remove the cluster; data in the environment's data directory stays."""
+
+    def purge(self, c: Context, s: Settings, t: Target) -> None:
+        """Remove the environment's data directory (the cluster is gone already)."""
+
+    def merge_kubeconfig(self, c: Context, s: Settings, t: Target) -> None:
+        """Write the cluster's context into the kubeconfig without switching to it."""
+
+
+def for_target(t: Target) -> Provider:
+    """The provider module behind a resolved target (imported on first use)."""
+    if t.provider == "k3d":
+        from . import k3d
+
+        return k3d
+    from . import kwok
+
+    return kwok
