@@ -121,3 +121,37 @@ def test_every_key_documented_in_env_example() -> None:
         _settings.env_var(sec, key) for sec, keys in _settings.SCHEMA.items() for key in keys
     }
     assert expected <= documented, sorted(expected - documented)
+
+
+def count_merges(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    merges: list[object] = []
+    real = _settings._merge
+
+    def counted(c: Context) -> _settings.Settings:
+        merges.append(c)
+        return real(c)
+
+    monkeypatch.setattr(_settings, "_merge", counted)
+    return merges
+
+
+def test_a_task_merges_the_settings_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks import deploy
+
+    for var in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "POSTGRES_USER", "POSTGRES_PASSWORD",
+                "POSTGRES_DB", "S3_ACCESS_KEY", "S3_SECRET_KEY"):  # fmt: skip
+        monkeypatch.setenv(f"PRISM_{var}", "x")
+    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "kwok")
+    merges = count_merges(monkeypatch)
+    # a dry deploy reads settings for the overlay, the Secrets, the target and the plan
+    deploy.all_(context(run={"dry": True}))
+    assert len(merges) == 1
+
+
+def test_a_changed_environment_is_merged_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    merges = count_merges(monkeypatch)
+    c = context()
+    assert _settings.load(c) is _settings.load(c)
+    monkeypatch.setenv("PRISM_ENV", "dev")
+    assert _settings.load(c).env == "dev"
+    assert len(merges) == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import weakref
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -179,8 +180,40 @@ def _check_type(value: Any, default: Any, where: str) -> Any:
     return value
 
 
+# Settings already merged, by the identity of the invoke Config they came from (Config objects
+# are not hashable): a run merges once per Config, i.e. once locally and once per -H host.
+_loaded: dict[int, tuple[weakref.ref[Any], tuple[Any, ...], Settings]] = {}
+
+
 def load(c: Context) -> Settings:
-    """Merge and validate all configuration for this run."""
+    """All configuration for this run, merged and validated once per invoke Config.
+
+    Every task and engine function calls this instead of passing settings through each layer;
+    the merge happens the first time, and again only when the environment or `.env` changed
+    (tests switch PRISM_* variables between calls within one process)."""
+    config = c.config
+    stamp = _environment_stamp()
+    hit = _loaded.get(id(config))
+    if hit is not None and hit[0]() is config and hit[1] == stamp:
+        return hit[2]
+    settings = _merge(c)
+    _loaded[id(config)] = (weakref.ref(config), stamp, settings)
+    return settings
+
+
+def _environment_stamp() -> tuple[Any, ...]:
+    """What `_merge` reads besides the Config: PRISM_* variables and the .env file's mtime."""
+    prism = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PRISM_")))
+    dotenv = resolve_path(os.environ.get("PRISM_DOTENV", ".env"))
+    try:
+        mtime = dotenv.stat().st_mtime_ns
+    except OSError:
+        mtime = None
+    return (prism, str(dotenv), mtime)
+
+
+def _merge(c: Context) -> Settings:
+    """Merge and validate all configuration: defaults, Config files, environment, .env."""
     environ = dict(os.environ)
     dotenv_path = resolve_path(environ.get("PRISM_DOTENV", ".env"))
     dotenv = read_dotenv(dotenv_path)
