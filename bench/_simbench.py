@@ -117,7 +117,7 @@ def sim_bin_dir() -> str:
 @contextmanager
 def isolated_home() -> Iterator[Home]:
     """A temp home; this process's environment is replaced by the simulated cluster's (as
-    tests/sim.py's sim_env, with PRISM_ENV=local), so every child sees the same settings.
+    tests/support/sim.py's sim_env, with PRISM_ENV=local), so every child sees the same settings.
     The directory is removed at the end (after the caller deleted its cluster)."""
     path = Path(tempfile.mkdtemp(prefix="prism-simbench-"))
     home = Home(path)

@@ -1,5 +1,5 @@
 """Time `backup.postgres/redis` and `backup.restore-postgres/redis` on the simulated cluster,
-against real PostgreSQL and Redis servers (tests/dbservers.py) filled with generated data.
+against real PostgreSQL and Redis servers (tests/support/dbservers.py) filled with generated data.
 
 Needs the loopback-only network namespace the simulated cluster insists on:
 
@@ -32,9 +32,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each task")
     args = parser.parse_args()
 
-    import dbservers
-    import sim
     from conftest import INV
+    from support import dbservers, sim
 
     home = Path(tempfile.mkdtemp(prefix="prism-bench-backup-"))
     cluster = sim.start(home)

@@ -58,8 +58,8 @@ def extras(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from invoke import Config, Context
 
     import tasks
-    from tasks._deploy import render as _deploy
     from tasks._core import settings as _settings
+    from tasks._deploy import render as _deploy
     from tasks._providers import kwok as _kwok
 
     config = Config()

@@ -7,7 +7,7 @@ numbers are those of the same code path `inv -H` takes:
     .venv/bin/python bench/remote_roundtrips.py -H box deploy.all
     .venv/bin/python bench/remote_roundtrips.py --sshd --dry cluster.create
 
-`--sshd` starts a throwaway sshd on 127.0.0.1 (tests/sshd.py; needs openssh-server, see
+`--sshd` starts a throwaway sshd on 127.0.0.1 (tests/support/sshd.py; needs openssh-server, see
 scripts/install-test-deps.sh), adds `-H bench --ssh-config ...` and cross-checks the count of
 executed commands against the `exec` sessions in the server's own log. KWOK_WORKDIR,
 KUBECACHEDIR and KUBECONFIG, when set here, are set on that host too.
@@ -141,7 +141,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="roundtrips-") as tmp:
         server = None
         if ours.sshd:
-            from sshd import SshServer, default_path
+            from support.sshd import SshServer, default_path
 
             # The host is this machine: it keeps kwokctl's and kubectl's state where a local
             # run would (these variables are the host's own; nothing local travels over SSH).

@@ -1,7 +1,7 @@
 """Print the README's task reference, generated from the collection itself.
 
 Run: .venv/bin/python scripts/task_reference.py [--write]   (--write updates README.md)
-tests/test_readme.py fails when README.md's block differs from this output, so the reference
+tests/offline/test_readme.py fails when README.md's block differs from this output, so the reference
 cannot drift from the code.
 """
 

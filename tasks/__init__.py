@@ -1,6 +1,24 @@
 """The Prism local-Kubernetes task collection: `inv --list` shows every namespace.
 
-This module only assembles; each namespace module carries its own tasks and defaults.
+This package is the command line: one module per namespace, each thin (flags -> engine call ->
+output), ending with its `ns` and its configuration defaults. The engine lives in the private
+subpackages below, whose names are the layers; imports point down only
+(tests/offline/test_architecture.py keeps it so):
+
+    _cli        the `inv` / `prism` programs (invoke's, or fabric's with -H)
+    _deploy     render an overlay into objects; plan and apply them step by step
+    _backup     backup files, streams into pods, Postgres, Redis
+    _observe    troubleshooting checks, Helm charts
+    _providers  the cluster providers (k3d, kwok) behind one Protocol
+    _kube       the Kubernetes client, readiness, watches
+    _remote     SSH hosts and the tunnel to their API servers
+    _core       settings, running commands, the target cluster and its guard
+
+Namespace modules import the engine inside their task bodies, never at the top: `inv --list`
+loads only this package's CLI modules and stays as fast as invoke listing an empty collection.
+
+Comments cite "guide correction N": item N of docs/guide-corrections.md, where this project
+departs from the guide (memo-035) and why.
 """
 
 from invoke import Collection
@@ -20,7 +38,7 @@ configure(
     {
         # dev / staging / prod / ci / local: changes cluster name, ports and overlay together.
         "env": "local",
-        # Data that outlives a cluster (the k3d storage volume, backups): ERRATA 9.
+        # Data that outlives a cluster (the k3d storage volume, backups): guide correction 9.
         "data_dir": "~/.local/share/prism",
     },
 )

@@ -107,7 +107,7 @@ _settings.configure(
     ns,
     "backends",
     {
-        # The guide deploys these four; kafka is optional (ERRATA 5).
+        # The guide deploys these four; kafka is optional (guide correction 5).
         "enabled": "redis,nats,minio,postgres",
     },
 )

@@ -1,4 +1,4 @@
-"""Backups of the stateful backends, kept in the environment's data directory (ERRATA 16-18).
+"""Backups of the stateful backends, kept in the environment's data directory (guide correction 16-18).
 
 The work is in `_backup`; these tasks read flags, call it and print one result line.
 """

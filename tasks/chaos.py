@@ -26,7 +26,7 @@ def kill_pod(c, app, namespace=None, timeout=None):
     from ._kube import client as _kube
 
     t = _target.require_reachable(c)
-    _guard.require_owned(c, t)  # ERRATA 20: never break a cluster that is not ours
+    _guard.require_owned(c, t)  # guide correction 20: never break a cluster that is not ours
     s = _settings.load(c)
     namespace = namespace or str(s.chaos.namespace)
     wait = _settings.seconds(timeout, int(s.chaos.timeout))

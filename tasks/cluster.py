@@ -69,6 +69,9 @@ def create(c, provider=None, tuning=False):
         raise
     _guard.record_created(c, t)
     wait_nodes_ready(c, s.cluster.wait_timeout)
+    if _guard.is_dry(c):
+        print(f"cluster {t.name}: dry run, nothing was created")
+        return
     print(f"cluster {t.name} ready in {time.monotonic() - started:.1f}s (context {t.context})")
 
 
@@ -192,14 +195,14 @@ _settings.configure(
         "name": "",  # empty: the environment's name (prism-local, prism-dev ...)
         "servers": 0,  # 0: the environment's count
         "agents": 0,
-        "http_port": 0,  # 0: the environment's host ports (ERRATA 8)
+        "http_port": 0,  # 0: the environment's host ports (guide correction 8)
         "https_port": 0,
         "grpc_port": 0,
         "api_port": 0,
         "kubeconfig": "",  # empty: kubectl's default ($KUBECONFIG or ~/.kube/config)
         "wait_timeout": 180,  # seconds for nodes to become Ready
         # k3s components to disable (comma-separated); servicelb, metrics-server,
-        # local-storage and coredns are refused: the stack needs them (ERRATA 10)
+        # local-storage and coredns are refused: the stack needs them (guide correction 10)
         "disable": "traefik",
         "tuning": False,  # the guide's API-server in-flight limits (400 / 200)
         "registry": False,  # attach the local registry (images.registry_*) at create

@@ -137,7 +137,7 @@ def status(c):
         print("no Prism workloads; run `inv deploy.all`")
         return
     print(format_status(items, datetime.now(UTC)))
-    # ERRATA 15: an HPA without the metrics API never scales; say so where people look.
+    # guide correction 15: an HPA without the metrics API never scales; say so where people look.
     for finding in _checks.metrics_now(c, t):
         print(finding.line())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from enum import StrEnum
 from typing import NamedTuple
 
 from invoke import Context, Exit, task
@@ -29,6 +30,16 @@ CHECKS = {
     "kwokctl": Check("kwokctl", (0, 6), ("kwokctl", "--version")),
 }
 
+
+class State(StrEnum):
+    """What `probe` found out about one tool."""
+
+    OK = "ok"
+    OLD = "old"
+    MISSING = "missing"
+    BROKEN = "broken"
+
+
 _VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -41,22 +52,22 @@ def parse_version(tool: str, output: str) -> tuple[int, ...] | None:
     return tuple(int(part or 0) for part in match.groups()) if match else None
 
 
-def probe(c: Context, check: Check) -> tuple[str, str]:
-    """(state, detail) for one tool: state is ok, old, missing or broken."""
+def probe(c: Context, check: Check) -> tuple[State, str]:
+    """(state, detail) for one tool."""
     try:
         result = _command.query(c, list(check.argv), timeout=20)
     except Exit:
-        return "missing", _command.INSTALL_HINTS.get(check.tool, "")
+        return State.MISSING, _command.INSTALL_HINTS.get(check.tool, "")
     if result.exited == 127:
-        return "missing", _command.INSTALL_HINTS.get(check.tool, "")
+        return State.MISSING, _command.INSTALL_HINTS.get(check.tool, "")
     version = parse_version(check.tool, result.stdout)
     if not result.ok or version is None:
-        return "broken", _command.why(result)
+        return State.BROKEN, _command.why(result)
     shown = ".".join(map(str, version))
     if version[:2] < check.minimum:
         want = ".".join(map(str, check.minimum))
-        return "old", f"{shown} (need {want}+; {_command.INSTALL_HINTS.get(check.tool, '')})"
-    return "ok", shown
+        return State.OLD, f"{shown} (need {want}+; {_command.INSTALL_HINTS.get(check.tool, '')})"
+    return State.OK, shown
 
 
 @task(help={"provider": "Check the tools of this provider: auto, k3d or kwok (default: config)."})
@@ -69,8 +80,8 @@ def doctor(c, provider=None):
     for name, check in CHECKS.items():
         state, detail = probe(c, check)
         need = "required" if name in required else "optional"
-        print(f"  {name:<9} {state:<8} {detail}  [{need}]")
-        if name in required and state != "ok":
+        print(f"  {name:<9} {state.value:<8} {detail}  [{need}]")
+        if name in required and state is not State.OK:
             failures.append(name)
     if t.provider == "kwok" and not _command.is_remote(c):
         absent = _sim.missing()

@@ -178,7 +178,7 @@ _settings.configure(
     "observe",
     {
         "namespace": "observability",
-        # ERRATA 14: every repository the installs need is added; both URLs can point elsewhere
+        # guide correction 14: every repository the installs need is added; both URLs can point elsewhere
         # (a mirror, or the tests' loopback repository).
         "prometheus_repo": "https://prometheus-community.github.io/helm-charts",
         "grafana_repo": "https://grafana.github.io/helm-charts",

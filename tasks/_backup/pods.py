@@ -131,7 +131,7 @@ def in_temp_file(steps: str, f: str = "$(mktemp)") -> str:
 
 def restore_target(c: Context, file: str) -> tuple[Path, Target, Settings]:
     """What every restore checks first: a local backup file, and a reachable cluster this
-    project may change (ERRATA 20)."""
+    project may change (guide correction 20)."""
     local_only(c)
     path = _files.find(c, file)
     t = _target.require_reachable(c)

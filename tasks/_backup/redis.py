@@ -76,7 +76,7 @@ def key_count(info: dict[str, str]) -> int:
 
 
 def snapshot(c: Context) -> None:
-    """BGSAVE, then wait until LASTSAVE moves past its value from before it (ERRATA 16).
+    """BGSAVE, then wait until LASTSAVE moves past its value from before it (guide correction 16).
 
     LASTSAVE counts seconds, so BGSAVE is only sent once the server's clock has left the second
     of the previous save: a snapshot finishing within that second would otherwise look old."""
@@ -165,7 +165,7 @@ def parse_rdb_check(output: str) -> RdbCount:
 
 
 def backup_redis(c: Context) -> _files.Finished | None:
-    """A fresh snapshot (ERRATA 16), checked with redis-check-rdb in the pod, copied out."""
+    """A fresh snapshot (guide correction 16), checked with redis-check-rdb in the pod, copied out."""
     started = time.monotonic()
     _pods.local_only(c)
     s = _settings.load(c)
@@ -204,7 +204,7 @@ def backup_redis(c: Context) -> _files.Finished | None:
 
 
 def restore_redis(c: Context, file: str, yes: bool) -> tuple[int, float] | None:
-    """Put a verified snapshot in place and restart Redis without saving (ERRATA 17).
+    """Put a verified snapshot in place and restart Redis without saving (guide correction 17).
 
     1. automatic snapshots off (`CONFIG SET save ""`, until the restart) and none running, so
        nothing overwrites the file once it is in place;

@@ -1,4 +1,4 @@
-"""Destructive steps only touch clusters this project created or the user named (ERRATA 20).
+"""Destructive steps only touch clusters this project created or the user named (guide correction 20).
 
 `cluster.create` leaves a marker file in the environment's data directory; `require_owned` checks
 for it (or for an explicit `cluster.name` / PRISM_CLUSTER_NAME) before anything is deleted,

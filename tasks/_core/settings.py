@@ -38,7 +38,7 @@ class Profile(NamedTuple):
 
 
 # The guide's cluster is `local`; its multi-cluster section adds dev, staging and prod.
-# ERRATA 8: every environment gets its own host ports so that clusters can coexist.
+# guide correction 8: every environment gets its own host ports so that clusters can coexist.
 ENVIRONMENTS: dict[str, Profile] = {
     "local": Profile("prism-local", "local", 1, 2, 8080, 8443, 50051, 6443),
     "dev": Profile("prism-dev", "dev", 1, 1, 8180, 8543, 50151, 6543),
@@ -98,7 +98,7 @@ class Settings(NamedTuple):
 
     @property
     def data_dir(self) -> Path:
-        """Where this environment keeps data that outlives its cluster (ERRATA 9)."""
+        """Where this environment keeps data that outlives its cluster (guide correction 9)."""
         return resolve_path(self.sections["prism"]["data_dir"]) / self.env
 
     def secret(self, key: str) -> str:

@@ -15,7 +15,7 @@ from .command import query, run, where, why
 
 
 class Target(NamedTuple):
-    """The cluster a task acts on, with the kubeconfig context pinned (ERRATA 20)."""
+    """The cluster a task acts on, with the kubeconfig context pinned (guide correction 20)."""
 
     provider: str
     name: str

@@ -25,6 +25,10 @@ from .render import STEPS, Step, apply_order, namespaces_of, objects_of, workloa
 FIELD_MANAGER = "prism-tasks"
 
 
+class StepFailed(Exit):
+    """A step that failed, its message already naming the step."""
+
+
 class Skipped(Exit):
     """A step not run because a step it depends on failed (the failure itself is reported)."""
 
@@ -201,13 +205,12 @@ class Plan:
 
         try:
             action(*args)
+        except StepFailed:
+            raise
         except Exit as error:
-            message = str(error.message)
-            raise Exit(
-                message if message.startswith(f"{step}:") else f"{step}: {message}"
-            ) from None
+            raise StepFailed(f"{step}: {error.message}") from None
         except (HTTPError, OSError) as error:
-            raise Exit(
+            raise StepFailed(
                 f"{step}: lost the connection to the Kubernetes API ({error}); "
                 "is the cluster running? `inv cluster.status`, then run the same task again"
             ) from None

@@ -20,7 +20,7 @@ TIER = "app.kubernetes.io/component"
 NAME = "app.kubernetes.io/name"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
-# The Secrets the manifests reference (ERRATA 1), filled from the environment / .env.
+# The Secrets the manifests reference (guide correction 1), filled from the environment / .env.
 SECRETS = {
     ("prism-backends", "minio-credentials"): {
         "MINIO_ROOT_USER": "PRISM_MINIO_ROOT_USER",

@@ -1,5 +1,5 @@
 """The guide's observability stack as Helm releases: kube-prometheus-stack and loki-stack, from
-repositories that are added first (ERRATA 14), at pinned versions, installed idempotently.
+repositories that are added first (guide correction 14), at pinned versions, installed idempotently.
 
 helm itself creates a new revision on every `upgrade`, even when nothing changed; here a release
 that is deployed at the pinned chart version with the same values is left alone, so running the

@@ -1,4 +1,4 @@
-"""The guide's troubleshooting section, run instead of read (ERRATA 15 and 19): each check
+"""The guide's troubleshooting section, run instead of read (guide correction 15 and 19): each check
 looks at the cluster's objects and returns findings, one line each, with the fix.
 
 The checks are plain functions of the objects (`kubectl get -o json`), so they can be tested on
@@ -80,7 +80,7 @@ def _events_for(snap: Snapshot, obj: dict[str, Any], kind: str, reasons: set[str
     return [" ".join(str(e.get("message", "")).split()) for e in found]
 
 
-# --- metrics-server (ERRATA 10, 15) -------------------------------------------------------
+# --- metrics-server (guide correction 10, 15) -------------------------------------------------------
 
 
 def metrics_server(snap: Snapshot, t: Target) -> list[Finding]:

@@ -2,9 +2,9 @@
 
 The guide's `k3d cluster create prism-local --servers 1 --agents 2 --port ... --volume
 "$(pwd)/local-storage:..."` becomes a `kind: Simple` config (k3d.io/v1alpha5) per environment,
-with its own host ports (ERRATA 8), a storage directory anchored in the data dir (ERRATA 9), an
-optional tuning profile that never disables what the stack needs (ERRATA 10) and an optional
-local registry attached through `registries.use` (ERRATA 11).
+with its own host ports (guide correction 8), a storage directory anchored in the data dir (guide correction 9), an
+optional tuning profile that never disables what the stack needs (guide correction 10) and an optional
+local registry attached through `registries.use` (guide correction 11).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ LB_PORTS = {"http_port": ("http", 80), "https_port": ("https", 443), "grpc_port"
 API_CONTAINER_PORT = 6443
 STORAGE_MOUNT = "/var/lib/rancher/k3s/storage"
 
-# k3s packaged components and why the deployed stack cannot lose them (ERRATA 10).
+# k3s packaged components and why the deployed stack cannot lose them (guide correction 10).
 NEEDED_COMPONENTS = {
     "servicelb": "the prism-proxy LoadBalancer Service would never get an address",
     "metrics-server": "the prism-proxy HorizontalPodAutoscaler would never scale",
@@ -174,7 +174,7 @@ def check_kubeconfig_context(c: Context, s: Settings, t: Target) -> None:
 
 
 def storage_dir(s: Settings) -> Path:
-    """The guide's `$(pwd)/local-storage`, anchored in the environment's data dir (ERRATA 9)."""
+    """The guide's `$(pwd)/local-storage`, anchored in the environment's data dir (guide correction 9)."""
     return s.data_dir / "local-storage"
 
 
@@ -363,7 +363,7 @@ def stop(c: Context, s: Settings, t: Target) -> None:
 
 
 def delete(c: Context, s: Settings, t: Target) -> None:
-    # the storage directory is a bind mount: k3d leaves it, and so the data survives (ERRATA 9)
+    # the storage directory is a bind mount: k3d leaves it, and so the data survives (guide correction 9)
     _command.run(c, ["k3d", "cluster", "delete", t.name])
 
 

@@ -1,7 +1,7 @@
-"""Backups and restores of Postgres and Redis (ERRATA 16-18, 20), against real servers.
+"""Backups and restores of Postgres and Redis (guide correction 16-18, 20), against real servers.
 
 The simulated cluster runs `kubectl exec postgres-0 / redis-0 -- ...` on this machine, where
-tests/dbservers.py starts a throwaway PostgreSQL and Redis on loopback ports.
+tests/support/dbservers.py starts a throwaway PostgreSQL and Redis on loopback ports.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import dbservers
 import pytest
-from conftest import INV, ROOT, make_context
-from dbservers import Postgres, Redis
-from sim import SimCluster
+from support import dbservers
+from support.cli import INV, ROOT, make_context
+from support.dbservers import Postgres, Redis
+from support.sim import SimCluster
 
 from tasks._backup import files as _files
 from tasks._backup import postgres as _postgres
@@ -205,7 +205,7 @@ def test_restore_on_a_cluster_the_project_did_not_create_is_refused(
     dump = made(run("backup.postgres"), "postgres", backups)
     notes.sql("UPDATE notes SET body = 'after the backup'")
 
-    # Another data directory holds no marker of having created this cluster (ERRATA 20).
+    # Another data directory holds no marker of having created this cluster (guide correction 20).
     refused = run(
         "backup.restore-postgres", "--file", str(dump), "--yes", PRISM_DATA_DIR=str(tmp_path)
     )

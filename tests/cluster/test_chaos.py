@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sim import SimCluster
+from support.sim import SimCluster
 
 pytestmark = pytest.mark.cluster
 
@@ -50,7 +50,7 @@ def test_an_app_without_pods_is_one_clear_line(stack: SimCluster) -> None:
 def test_a_cluster_this_project_did_not_create_is_left_alone(
     stack: SimCluster, tmp_path: Path
 ) -> None:
-    """Another data directory holds no record of creating the cluster (ERRATA 20)."""
+    """Another data directory holds no record of creating the cluster (guide correction 20)."""
     before = pod_names(stack, "prism-proxy")
     result = stack.inv("chaos.kill-pod", "--app", "prism-proxy", PRISM_DATA_DIR=str(tmp_path))
     assert result.returncode == 1

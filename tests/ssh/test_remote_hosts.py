@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, inv
-from sshd import SshServer, ssh_keys, sshd_factory  # noqa: F401  (fixtures)
+from support.cli import ROOT, inv
+from support.sshd import SshServer, ssh_keys, sshd_factory  # noqa: F401  (fixtures)
 
 SIDE = "TOOLBOX_SIDE"  # set to "remote" by the test servers' sshd (SetEnv), unset locally
 LOCAL_PATH = "/usr/bin:/bin"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-TASKS = Path(__file__).resolve().parent.parent / "tasks"
+TASKS = Path(__file__).resolve().parents[2] / "tasks"
 
 # Package (first component under tasks/) -> layer; "" is the top-level namespace modules.
 LAYERS = {

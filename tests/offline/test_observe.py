@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import inv
 from invoke import Exit
-from test_k3d_fakes import changes, cmd, commands, fail, ok, shell, tools  # noqa: F401  (fixture)
+from support.cli import inv
+from support.fakes import changes, cmd, commands, fail, ok, shell, tools  # noqa: F401  (fixture)
 
 from tasks import observe
 from tasks._core import target as _target

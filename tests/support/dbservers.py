@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-USER, PASSWORD, DB = "prism", "pg-pass", "prism"  # as in tests/sim.py's .env
+USER, PASSWORD, DB = "prism", "pg-pass", "prism"  # as in tests/support/sim.py's .env
 
 
 def free_port() -> int:

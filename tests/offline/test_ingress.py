@@ -8,9 +8,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import inv
 from invoke import Exit
-from test_k3d_fakes import (
+from support.cli import inv
+from support.fakes import (
     DOCKER_INFO,
     changes,
     cmd,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import inv
+from support.cli import inv
 
 KUBECTL_JSON = json.dumps({"clientVersion": {"gitVersion": "v1.32.4"}})
 

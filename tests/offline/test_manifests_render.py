@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +77,7 @@ CREDENTIAL_ENV = {
     ("mailbox-runner", "S3_SECRET_KEY"): ("mailbox-s3-credentials", "S3_SECRET_KEY"),
 }
 
-# The guide's workloads, steps 3-6 (NATS pinned per ERRATA 4): kind, namespace, name, replicas, image.
+# The guide's workloads, steps 3-6 (NATS pinned per guide correction 4): kind, namespace, name, replicas, image.
 GUIDE_WORKLOADS = [
     ("StatefulSet", "prism-backends", "redis", 1, "redis:7-alpine"),
     ("StatefulSet", "prism-backends", "nats", 1, "nats:2.10-alpine"),
@@ -311,7 +311,7 @@ def test_no_kustomization_uses_deprecated_fields() -> None:
         )
 
 
-# --- credentials (ERRATA 1) ----------------------------------------------------------------------
+# --- credentials (guide correction 1) ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("tree", EVERY_TREE)
@@ -439,7 +439,7 @@ def test_kafka_component_adds_a_single_node_kraft_broker(tmp_path: Path) -> None
     assert claim["spec"]["storageClassName"] == "local-storage"
 
 
-# --- StatefulSets (ERRATA 2, 3) ------------------------------------------------------------------
+# --- StatefulSets (guide correction 2, 3) ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("tree", EVERY_TREE)
@@ -478,7 +478,7 @@ def test_mailbox_runner_mounts_its_claim_at_data(name: str) -> None:
     assert mounts[claim["metadata"]["name"]] == "/data"
 
 
-# --- ingress (ERRATA 6) --------------------------------------------------------------------------
+# --- ingress (guide correction 6) --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", WITH_INGRESS)

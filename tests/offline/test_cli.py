@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import inv
+from support.cli import inv
 
 import tasks
 

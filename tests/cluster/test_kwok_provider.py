@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sim import SimCluster, sim_env
+from support.sim import SimCluster, sim_env
 
 from tasks._core import sim_binaries as _sim
 
@@ -169,7 +169,7 @@ def test_statefulset_claim_binds_with_its_requested_size(
     overlay = tmp_path / "claimed"
     overlay.mkdir()
     (overlay / "claimed.yaml").write_text(CLAIMED)
-    base = os.path.relpath(Path(__file__).parent.parent / "manifests" / "base", overlay)
+    base = os.path.relpath(Path(__file__).resolve().parents[2] / "manifests" / "base", overlay)
     (overlay / "kustomization.yaml").write_text(
         f"resources:\n- {base}/namespaces\n- {base}/storage\n- claimed.yaml\n"
     )
@@ -198,7 +198,7 @@ def test_first_line_says_which_provider_and_why(sim_cluster: SimCluster) -> None
 
 def test_delete_of_a_cluster_that_does_not_exist(tmp_path: Path) -> None:
     env = sim_env(tmp_path)
-    from conftest import inv
+    from support.cli import inv
 
     result = inv("cluster.delete", env={**env, "PRISM_CLUSTER_NAME": "nothing-here"})
     assert result.returncode == 0
@@ -206,7 +206,7 @@ def test_delete_of_a_cluster_that_does_not_exist(tmp_path: Path) -> None:
 
 
 def test_port_already_taken_is_named_and_nothing_starts(tmp_path: Path) -> None:
-    from conftest import inv
+    from support.cli import inv
 
     env = {**sim_env(tmp_path), "PRISM_ENV": "dev", "PRISM_CLUSTER_NAME": "taken"}
     with socket.socket() as busy:
@@ -234,7 +234,7 @@ def fake_bin_dir(home: Path, kube_apiserver: str | None) -> None:
 
 
 def test_missing_binary_is_named_with_the_build_command(tmp_path: Path) -> None:
-    from conftest import inv
+    from support.cli import inv
 
     fake_bin_dir(tmp_path / "simhome", kube_apiserver=None)
     env = {
@@ -249,7 +249,7 @@ def test_missing_binary_is_named_with_the_build_command(tmp_path: Path) -> None:
 
 
 def test_wrong_version_binary_is_refused(tmp_path: Path) -> None:
-    from conftest import inv
+    from support.cli import inv
 
     fake_bin_dir(tmp_path / "simhome", kube_apiserver="Kubernetes v1.28.0")
     env = {
@@ -264,7 +264,7 @@ def test_wrong_version_binary_is_refused(tmp_path: Path) -> None:
 
 def test_delete_removes_every_process_and_file(tmp_path: Path) -> None:
     """A cluster of its own (dev's ports), so the session cluster is untouched."""
-    import sim
+    from support import sim
 
     env = {**sim_env(tmp_path), "PRISM_ENV": "dev"}
     cluster = SimCluster(home=tmp_path, env=env, name="prism-dev")

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import inv
 from invoke import Exit
-from test_k3d_fakes import (
+from support.cli import inv
+from support.fakes import (
     DOCKER_INFO,
     changes,
     cmd,

@@ -1,4 +1,4 @@
-"""ERRATA 20: destructive steps act only on clusters prism-tasks created or the user named."""
+"""guide correction 20: destructive steps act only on clusters prism-tasks created or the user named."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import make_context
 from invoke import Exit
+from support.cli import make_context
 
 from tasks._core import guard as _guard
 from tasks._core.target import Target

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from sim import SimCluster
-from sshd import SshServer, ssh_keys, sshd_factory  # noqa: F401  (fixtures)
+from support.sim import SimCluster
+from support.sshd import SshServer, ssh_keys, sshd_factory  # noqa: F401  (fixtures)
 
 from tasks._remote.hosts import HostConfig, HostConnection
 
@@ -74,8 +74,8 @@ def test_deploy_all_on_the_host_brings_up_the_stack_like_locally(
 ):
     """`inv -H box cluster.create deploy.all`: a cluster of its own (staging's name and ports)
     created by the host's kwokctl, and the whole stack deployed and Ready there."""
-    from conftest import inv
-    from sim import sim_env
+    from support.cli import inv
+    from support.sim import sim_env
 
     home = tmp_path_factory.mktemp("remote-stack")
     env = {**sim_env(home), "PRISM_ENV": "staging"}

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartrepo import ChartRepo, helm_env, run_helm, serve
-from sim import SimCluster
+from support.chartrepo import ChartRepo, helm_env, run_helm, serve
+from support.sim import SimCluster
 
 pytestmark = pytest.mark.cluster
 
@@ -303,8 +303,8 @@ def test_check_reports_a_pod_no_node_can_take_with_its_fix(
 
 
 def test_check_without_a_cluster_names_the_next_step(tmp_path: Path) -> None:
-    from conftest import inv
-    from sim import sim_env
+    from support.cli import inv
+    from support.sim import sim_env
 
     env = {**sim_env(tmp_path), "PRISM_CLUSTER_NAME": "absent"}
     result = inv("observe.check", env=env)

@@ -6,8 +6,8 @@ import base64
 from pathlib import Path
 
 import pytest
-from conftest import make_context
 from invoke import Context, Exit
+from support.cli import make_context
 
 from tasks._deploy import render as _render
 from tasks._kube.readiness import is_ready

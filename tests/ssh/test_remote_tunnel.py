@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import make_context
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from invoke import Exit
-from sshd import SshServer, ssh_keys, sshd_factory  # noqa: F401  (fixtures)
+from support.cli import make_context
+from support.sshd import SshServer, ssh_keys, sshd_factory  # noqa: F401  (fixtures)
 
 from tasks._core import command as _command
 from tasks._core import target as _target

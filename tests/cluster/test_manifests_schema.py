@@ -8,12 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sim import SimCluster
+from support.sim import SimCluster
 
 pytestmark = pytest.mark.cluster
 
 OVERLAYS = sorted(
-    p.name for p in (Path(__file__).parent.parent / "manifests" / "overlays").iterdir()
+    p.name for p in (Path(__file__).resolve().parents[2] / "manifests" / "overlays").iterdir()
 )
 
 

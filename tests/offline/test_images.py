@@ -1,5 +1,5 @@
-"""images.*: docker build per image, import only what the nodes lack (ERRATA 12), and the
-local-registry alternative (ERRATA 11) — as exact docker / k3d argument lists."""
+"""images.*: docker build per image, import only what the nodes lack (guide correction 12), and the
+local-registry alternative (guide correction 11) — as exact docker / k3d argument lists."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from invoke import Exit
-from test_k3d_fakes import (
+from support.fakes import (
     DOCKER_INFO,
     changes,
     cmd,

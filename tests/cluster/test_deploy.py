@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sim import SimCluster
+from support.sim import SimCluster
 
 pytestmark = pytest.mark.cluster
 
@@ -112,7 +112,9 @@ def broken_overlay(tmp_path: Path, patch: str = "", extra: str = "") -> Path:
     """The ci overlay with a patch on top, or with one more resource file, or both."""
     overlay = tmp_path / "broken"
     overlay.mkdir()
-    ci = os.path.relpath(Path(__file__).parent.parent / "manifests" / "overlays" / "ci", overlay)
+    ci = os.path.relpath(
+        Path(__file__).resolve().parents[2] / "manifests" / "overlays" / "ci", overlay
+    )
     kustomization = f"resources:\n- {ci}\n"
     if extra:
         kustomization += "- extra.yaml\n"
@@ -306,8 +308,8 @@ def test_dry_run_prints_the_commands_and_changes_nothing(
 
 
 def test_dry_run_of_a_new_cluster_prints_kwokctl_and_creates_nothing(tmp_path: Path) -> None:
-    from conftest import inv
-    from sim import sim_env
+    from support.cli import inv
+    from support.sim import sim_env
 
     env = {**sim_env(tmp_path), "PRISM_ENV": "staging"}
     result = inv("--dry", "cluster.create", "deploy.all", env=env)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import make_context
 from invoke import Context, Exit
+from support.cli import make_context
 
 from tasks._core import settings as _settings
 

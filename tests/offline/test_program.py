@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, inv
+from support.cli import ROOT, inv
 
 from tasks._cli.program import SSH_FLAGS, wants_ssh
 
