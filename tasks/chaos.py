@@ -25,11 +25,11 @@ def kill_pod(c, app, namespace=None, timeout=None):
     from ._core import guard as _guard
     from ._kube import client as _kube
 
+    s = _settings.load(c)
+    wait = _settings.seconds(timeout, int(s.chaos.timeout))
     t = _target.require_reachable(c)
     _guard.require_owned(c, t)  # guide correction 20: never break a cluster that is not ours
-    s = _settings.load(c)
     namespace = namespace or str(s.chaos.namespace)
-    wait = _settings.seconds(timeout, int(s.chaos.timeout))
     selector = f"app={app}"
     with _kube.api_client(c) as api:
         pods = _kube.items(api, f"/api/v1/namespaces/{namespace}/pods", selector, "Pod")

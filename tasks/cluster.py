@@ -55,6 +55,7 @@ def create(c, provider=None, tuning=False):
     if tuning:
         s = _with_cluster(s, tuning=True)
     impl = _provider(t)
+    impl.check_settings(s, t)
     if impl.exists(c, s, t):
         impl.report_existing(c, s, t)
         return

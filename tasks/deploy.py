@@ -76,13 +76,15 @@ def render(c, overlay=None, output=None):
     """Render the final YAML of an overlay (Secrets are not included)."""
     from ._deploy import render as _render
 
+    if output and Path(output).is_dir():
+        raise Exit(f"--output {output} is a directory; give a file name", code=1)
     objects = _render.plan_objects(c, _overlay(c, overlay), for_apply=False)
     text = _render.to_yaml(objects)
     if output:
+        from ._core import guard as _guard
+
         path = Path(output)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        _guard.write_atomically(path, text)  # no half-written file, no temp file left behind
         print(f"wrote {len(objects)} objects to {output}")
     else:
         print(text, end="")

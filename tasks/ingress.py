@@ -32,11 +32,12 @@ def chart_values(t: _target.Target) -> list[str]:
 
 
 @task(help={"timeout": "Seconds helm waits for the controller (default: ingress.timeout)."})
-def install(c, timeout=0):
+def install(c, timeout=None):
     """Install (or upgrade to) the pinned ingress-nginx chart and wait for the controller."""
     from ._providers import for_target
 
     s = _settings.load(c)
+    seconds = _settings.seconds(timeout, s.ingress.timeout)
     t = _target.resolve(c)
     provider = for_target(t)
     provider.require_runtime(c)
@@ -57,7 +58,7 @@ def install(c, timeout=0):
         "--create-namespace",
         "--wait",
         "--timeout",
-        f"{int(timeout or cfg.timeout)}s",
+        f"{seconds}s",
     ]
     for value in chart_values(t):
         argv += ["--set", value]
@@ -94,6 +95,7 @@ def add_host(c: Context, path: Path, entry: str) -> bool:
     from ._core import guard as _guard
 
     address, host = entry.split()
+    path = path.resolve()  # a symlinked hosts file keeps its link: the target is rewritten
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -15,12 +15,6 @@ NAMESPACES = ("prism", "prism-backends")
 TIMEOUT_HELP = "Seconds helm waits for each release (default: observe.timeout)."
 
 
-def _positive(value: int, where: str) -> int:
-    if int(value) <= 0:
-        raise Exit(f"{where}={value!r} must be a positive number of seconds")
-    return int(value)
-
-
 def _settings_checked(c: Context) -> _settings.Settings:
     """Configuration with the observe section checked, so helm never sees a bad value."""
     s = _settings.load(c)
@@ -79,12 +73,12 @@ def status(c):
 
 
 @task(help={"timeout": TIMEOUT_HELP})
-def install(c, timeout=0):
+def install(c, timeout=None):
     """Install (or upgrade to) the pinned kube-prometheus-stack and loki-stack charts and wait."""
     from ._observe import charts as _charts
 
     s = _settings_checked(c)
-    seconds = _positive(timeout or s.observe.timeout, "--timeout" if timeout else "observe.timeout")
+    seconds = _settings.seconds(timeout, s.observe.timeout)
     t = _target.require_reachable(c)
     started = time.monotonic()
     _charts.install(c, s, t, seconds)
@@ -103,13 +97,13 @@ def install(c, timeout=0):
         "timeout": "Seconds helm waits for each release to be removed (default: observe.timeout).",
     }
 )
-def uninstall(c, yes=False, timeout=0):
+def uninstall(c, yes=False, timeout=None):
     """Uninstall the Prometheus and Loki releases (asks first unless --yes)."""
     from ._core import guard as _guard
     from ._observe import charts as _charts
 
     s = _settings_checked(c)
-    seconds = _positive(timeout or s.observe.timeout, "--timeout" if timeout else "observe.timeout")
+    seconds = _settings.seconds(timeout, s.observe.timeout)
     t = _target.require_reachable(c)
     _guard.require_owned(c, t)
     names = " and ".join(r.name for r in _charts.releases(s, t))
@@ -125,13 +119,11 @@ def uninstall(c, yes=False, timeout=0):
 
 
 @task(help={"port": "Local port for Grafana (default: observe.grafana_port, 3000)."})
-def grafana(c, port=0):
+def grafana(c, port=None):
     """Print how to reach Grafana: the port-forward command and where its credentials are."""
     s = _settings_checked(c)
     t = _target.resolve(c)
-    local = int(port or s.observe.grafana_port)
-    if not 0 < local < 65536:
-        raise Exit(f"port {local} is not a TCP port; choose one between 1 and 65535")
+    local = _settings.port(port, s.observe.grafana_port)
     namespace = str(s.observe.namespace)
     service = f"{s.observe.prometheus_release}-grafana"  # the grafana subchart's full name
     kubectl = ["kubectl", *_target.kube_flags(t), "-n", namespace]

@@ -7,6 +7,7 @@ without -H/-i/--ssh-config ... nothing changes, and fabric and paramiko are neve
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,17 +81,65 @@ class ProjectLoader(FilesystemLoader):
         return super().load(name)
 
 
+class ProjectProgram(Program):
+    """invoke's program; Ctrl-C in a task ends with one line and exit 130, not a silent 1."""
+
+    def execute(self) -> None:
+        from .._core.command import interrupted
+
+        try:
+            super().execute()
+        except KeyboardInterrupt:
+            raise interrupted() from None
+
+
 def program(*, ssh: bool, **identity: Any) -> Program:
     """The plain invoke program, or (ssh=True) the fabric one with per-host execution."""
     if ssh:
         from .._remote import hosts as _hosts
 
         return _hosts.make_program(loader_class=ProjectLoader, **identity)
-    return Program(loader_class=ProjectLoader, **identity)
+    return ProjectProgram(loader_class=ProjectLoader, **identity)
 
 
 def run(argv: list[str], **identity: Any) -> None:
-    program(ssh=wants_ssh(argv[1:]), **identity).run(argv)
+    """Run the program; whatever escapes the tasks ends here in one line and a non-zero exit.
+
+    Invoke already turns `Exit` and failed commands into a message and an exit code. This is
+    the boundary for the rest: an OS error (a full disk, a directory where a file should be),
+    a value error, a broken pipe (`inv deploy.status | head -1`), Ctrl-C. `--debug` (invoke's
+    own flag) keeps the traceback."""
+    try:
+        try:
+            program(ssh=wants_ssh(argv[1:]), **identity).run(argv)
+        finally:
+            sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+    except SystemExit:
+        raise
+    except BrokenPipeError:
+        # The reader went away: say nothing more (stdout is gone) and exit like `head` expects.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+    except KeyboardInterrupt:  # outside the tasks (invoke's own handler covers those)
+        sys.exit(130)
+    except Exception as error:
+        if _debugging(argv):
+            raise
+        print(f"error: {one_line(error)} (`--debug` shows where)", file=sys.stderr)
+        sys.exit(1)
+
+
+def _debugging(argv: Sequence[str]) -> bool:
+    return any(arg in ("-d", "--debug") for arg in argv[1:])
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line a user can act on."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        return f"{error.strerror}{where}"
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, ValueError) else f"{type(error).__name__}: {text}"
 
 
 def inv() -> None:

@@ -148,3 +148,9 @@ def ask_json(c: Context, argv: Sequence[str], what: str, **kwargs: Any) -> Any:
         raise QueryFailed(
             f"cannot {what}: `{argv[0]}` printed something that is not JSON ({error})", code=1
         ) from None
+
+
+def interrupted() -> Exit:
+    """Ctrl-C as one line and exit 130 (the shell's code for SIGINT); tasks that must undo
+    something catch KeyboardInterrupt themselves first and say what they left."""
+    return Exit("interrupted (Ctrl-C); the lines above say what was done", code=130)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import weakref
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -130,7 +132,12 @@ def read_dotenv(path: Path) -> dict[str, str]:
     from dotenv import dotenv_values
     from dotenv.parser import parse_stream
 
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise Exit(
+            f"{path}: byte {error.start} is not UTF-8; save the file as UTF-8 text"
+        ) from None
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             line = binding.original.string.strip()
@@ -219,12 +226,22 @@ def _merge(c: Context) -> Settings:
     dotenv = read_dotenv(dotenv_path)
     merged_env = {**dotenv, **environ}  # the real environment wins over .env
 
+    _reject_unknown_variables(merged_env, dotenv_path)
+    _reject_unknown_sections(c)
     sections: dict[str, Section] = {}
     for section, defaults in SCHEMA.items():
         configured = c.config.get(section, {}) or {}
+        if not isinstance(configured, Mapping):
+            raise Exit(
+                f"config {section} is {configured!r}; expected a mapping of keys "
+                f"({', '.join(defaults)})"
+            )
         unknown = sorted(set(configured) - set(defaults))
         if unknown:
-            raise Exit(f"config: unknown key {section}.{unknown[0]} (known: {', '.join(defaults)})")
+            raise Exit(
+                f"config: unknown key {section}.{unknown[0]}{_closest(unknown[0], defaults)} "
+                f"(known: {', '.join(defaults)})"
+            )
         values = Section()
         for key, default in defaults.items():
             value = _check_type(configured.get(key, default), default, f"{section}.{key}")
@@ -239,17 +256,112 @@ def _merge(c: Context) -> Settings:
         raise Exit(
             f"unknown environment PRISM_ENV={env!r}; choose one of: {', '.join(ENVIRONMENTS)}"
         )
+    for section, values in sections.items():
+        for key, value in values.items():
+            _check_value(section, key, value)
     return Settings(env=env, profile=ENVIRONMENTS[env], sections=sections, dotenv=dotenv)
 
 
-def seconds(value: object, default: int) -> int:
-    """A --timeout flag (a string from the command line) as whole seconds."""
-    if value is None:
+# Variables that are not `section.key` settings: credentials (into Secrets), and where to look.
+CREDENTIALS = (
+    "PRISM_MINIO_ROOT_USER",
+    "PRISM_MINIO_ROOT_PASSWORD",
+    "PRISM_POSTGRES_USER",
+    "PRISM_POSTGRES_PASSWORD",
+    "PRISM_POSTGRES_DB",
+    "PRISM_S3_ACCESS_KEY",
+    "PRISM_S3_SECRET_KEY",
+)
+OTHER_VARIABLES = ("PRISM_DOTENV", "PRISM_SIM_HOME")
+
+# Bounds that keep a typo from becoming a cluster of a million nodes or a week-long wait.
+MAX_SERVERS, MAX_AGENTS, MAX_SECONDS = 9, 100, 86400
+NAME_MAX_LENGTH = 32  # k3d's limit, so that k3d-<name>-server-0 fits Docker's 64 characters
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
+)
+
+
+def _closest(word: str, known: Iterable[str]) -> str:
+    """`; did you mean X?` for a near miss, else nothing."""
+    from difflib import get_close_matches
+
+    found = get_close_matches(word, list(known), n=1, cutoff=0.75)
+    return f" (did you mean {found[0]}?)" if found else ""
+
+
+def _reject_unknown_variables(merged_env: Mapping[str, str], dotenv_path: Path) -> None:
+    known = {env_var(s, k) for s, keys in SCHEMA.items() for k in keys}
+    known |= {*CREDENTIALS, *OTHER_VARIABLES}
+    for var in sorted(v for v in merged_env if v.startswith("PRISM_") and v not in known):
+        raise Exit(
+            f"unknown setting {var}{_closest(var, known)}; every PRISM_* variable is listed in "
+            f".env.example (it may come from {dotenv_path} or the environment)"
+        )
+
+
+def _reject_unknown_sections(c: Context) -> None:
+    """A top-level config key that is neither ours nor invoke's/fabric's is a typo (`clustr:`)."""
+    ours = set(SCHEMA)
+    theirs = set(type(c.config).global_defaults())
+    for key in sorted(str(k) for k in c.config):
+        if key in ours or key in theirs or key.startswith("_"):
+            continue
+        raise Exit(
+            f"config: unknown section {key!r}{_closest(key, ours)} "
+            f"(this project's sections: {', '.join(sorted(ours))})"
+        )
+
+
+def _check_value(section: str, key: str, value: Any) -> None:
+    """Ranges and shapes, checked where values enter, so no task runs on a nonsense value."""
+    where = f"{env_var(section, key)} ({section}.{key})"
+    if isinstance(value, bool):
+        return
+    if key.endswith("_port") and isinstance(value, int):
+        low = 0 if section == "cluster" else 1  # 0: the environment's own port
+        if not low <= value <= 65535:
+            raise Exit(f"{where}={value} is not a TCP port; choose one between 1 and 65535")
+    elif key in ("servers", "agents") and isinstance(value, int):
+        top = MAX_SERVERS if key == "servers" else MAX_AGENTS
+        if not 0 <= value <= top:
+            raise Exit(f"{where}={value} is out of range; use 0 (the environment's) to {top}")
+    elif key.endswith("timeout") and isinstance(value, int):
+        if not 0 < value <= MAX_SECONDS:
+            raise Exit(f"{where}={value} must be between 1 and {MAX_SECONDS} seconds")
+    elif (section, key) == ("cluster", "name") and value:
+        if len(value) > NAME_MAX_LENGTH or not DNS_LABEL.match(value):
+            raise Exit(
+                f"{where}={value!r} is not a cluster name: use at most {NAME_MAX_LENGTH} "
+                "lowercase letters, digits and '-', starting and ending with a letter or digit"
+            )
+    elif (section, key) == ("ingress", "host") and not HOSTNAME.match(str(value)):
+        raise Exit(f"{where}={value!r} is not a hostname (e.g. prism.local)")
+
+
+def seconds(value: object, default: int, flag: str = "--timeout") -> int:
+    """A timeout flag (a string from the command line; empty or 0 for the default) as whole
+    seconds, checked before anything runs."""
+    if value is None or value == "" or value == 0:
         return default
     try:
         number = int(str(value))
     except ValueError:
-        raise Exit(f"--timeout {value!r} is not a whole number of seconds", code=1) from None
-    if number <= 0:
-        raise Exit(f"--timeout {value!r} must be a positive number of seconds", code=1)
+        raise Exit(f"{flag} {value!r} is not a whole number of seconds", code=1) from None
+    if not 0 < number <= MAX_SECONDS:
+        raise Exit(f"{flag} {value!r} must be between 1 and {MAX_SECONDS} seconds", code=1)
+    return number
+
+
+def port(value: object, default: int, flag: str = "--port") -> int:
+    """A port flag (a string from the command line; empty or 0 for the default)."""
+    if value is None or value == "" or value == 0:
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise Exit(f"{flag} {value!r} is not a port number", code=1) from None
+    if not 0 < number <= 65535:
+        raise Exit(f"{flag} {value!r} is not a TCP port; choose one between 1 and 65535", code=1)
     return number

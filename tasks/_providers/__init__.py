@@ -23,6 +23,10 @@ class Provider(Protocol):
     def names(self, c: Context) -> list[str]:
         """Every cluster of this provider; raises when the tool cannot say."""
 
+    def check_settings(self, s: Settings, t: Target) -> None:
+        """Refuse, before any command runs, settings this provider cannot create a cluster
+        from (a name k3d rejects, ports past 65535 ...)."""
+
     def exists(self, c: Context, s: Settings, t: Target) -> bool: ...
 
     def report_existing(self, c: Context, s: Settings, t: Target) -> None:

@@ -337,6 +337,11 @@ def report_existing(c: Context, s: Settings, t: Target) -> None:
     print("  to apply the configuration: `inv cluster.delete` then `inv cluster.create`")
 
 
+def check_settings(s: Settings, t: Target) -> None:
+    validate_name(t.name)
+    disabled_components(s)
+
+
 def create(c: Context, s: Settings, t: Target) -> None:
     """Check everything first, then write the config and run `k3d cluster create --config`."""
     validate_name(t.name)

@@ -34,6 +34,12 @@ STORAGE_CLASS = "local-storage"
 def control_plane_ports(s: Settings) -> dict[str, int]:
     """kwokctl's fixed ports, derived from the environment's API port so environments coexist."""
     api = s.cluster_int("api_port")
+    if api + 1004 > 65535:
+        raise Exit(
+            f"PRISM_CLUSTER_API_PORT={api} is too high for the simulated cluster: its other "
+            f"control-plane ports are the API port + 1000 to 1004; choose one up to 64531",
+            code=1,
+        )
     return {
         "kubeApiserverPort": api,
         "etcdPort": api + 1000,
@@ -262,6 +268,10 @@ def check_ports_free(c: Context, s: Settings) -> None:
 
 def _kubeconfig_flags(t: Target) -> list[str]:
     return ["--kubeconfig", t.kubeconfig] if t.kubeconfig else []
+
+
+def check_settings(s: Settings, t: Target) -> None:
+    control_plane_ports(s)
 
 
 def require_runtime(c: Context) -> None:

@@ -26,7 +26,7 @@ from invoke import Call, Exit, Task, UnexpectedExit
 from invoke.config import Config as InvokeConfig
 from invoke.config import merge_dicts
 
-from .._core.command import label
+from .._core.command import interrupted, label
 
 # Exit status for "could not reach or log in to a host", as ssh(1) uses it.
 SSH_FAILED = 255
@@ -244,11 +244,26 @@ def _with_pre_and_post(calls: list[Any]) -> list[Call]:
 class HostProgram(fabric.main.Fab):
     """fabric's `fab` program; with HostConfig it finds `tasks` and invoke.yaml like `inv`."""
 
+    def update_config(self) -> None:
+        """fabric puts -t into connect_kwargs while our default sits in timeouts.connect, and
+        Connection refuses to choose between the two: keep -t in timeouts.connect only."""
+        super().update_config()
+        timeout = self.args["connect-timeout"].value
+        if timeout:
+            overrides = self.config._overrides
+            overrides["connect_kwargs"] = {
+                k: v for k, v in overrides.get("connect_kwargs", {}).items() if k != "timeout"
+            }
+            overrides["timeouts"] = {**overrides.get("timeouts", {}), "connect": int(timeout)}
+            self.config.merge()
+
     def execute(self) -> None:
         try:
             super().execute()
         except NothingToDo as error:
             raise Exit(f"{error} (give hosts with -H)", code=1) from None
+        except KeyboardInterrupt:
+            raise interrupted() from None
         except (paramiko.SSHException, EOFError, ConnectionError, TimeoutError) as error:
             # HostConnection names the host; this catches what escapes it (tunnel threads ...).
             raise Exit(f"SSH failed: {error or type(error).__name__}", code=SSH_FAILED) from None
