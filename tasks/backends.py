@@ -88,7 +88,9 @@ def delete(c, only=None, yes=False):
     if claims and t.provider == "kwok":
         # The simulated cluster's volumes are pre-bound to these claims; a new claim of the
         # same name needs a fresh one (the deploy engine creates it).
-        volumes = [f"sim-prism-backends-{claim}" for claim in claims]
+        from ._providers import kwok as _kwok
+
+        volumes = [_kwok.volume_name("prism-backends", claim) for claim in claims]
         _target.kubectl(c, "delete", "pv", *volumes, "--ignore-not-found")
 
 

@@ -200,6 +200,13 @@ def delete(c, overlay=None, yes=False):
         "-",
         input=_render.to_yaml(doomed),
     )
+    claims = [o["metadata"] for o in doomed if o["kind"] == "PersistentVolumeClaim"]
+    if claims and t.provider == "kwok":
+        from ._providers import kwok as _kwok
+
+        volumes = [_kwok.volume_name(m.get("namespace", "default"), m["name"]) for m in claims]
+        # waited for: a deploy right after must find them gone, not Terminating
+        _target.kubectl(c, "delete", "pv", *volumes, "--ignore-not-found", "--timeout=120s")
 
 
 ns = Collection(

@@ -71,6 +71,22 @@ class Plan:
         self.progress = Progress()
         self.kicked: set[tuple[str, str, str]] = set()  # (namespace, statefulset, revision)
 
+    def check(self, objects: Sequence[dict[str, Any]]) -> None:
+        """Ask the server to validate every object (a dry-run apply) before any is applied, so
+        that one rejected object leaves the cluster as it was. Objects in a namespace this
+        deploy has yet to create cannot be dry-run; the server checks those when they are
+        applied, after their namespace."""
+        existing = _kube.namespaces(self.api)
+        checked = [
+            o for o in objects if o["metadata"].get("namespace", "default") in existing
+            or not o["metadata"].get("namespace")
+        ]  # fmt: skip
+        for obj in apply_order(checked):
+            try:
+                _kube.server_side_apply(self.api, self.resources, obj, FIELD_MANAGER, dry_run=True)
+            except _kube.Rejected as error:
+                raise StepFailed(f"{error.message} (nothing was applied)") from None
+
     def apply(self, objects: Sequence[dict[str, Any]]) -> None:
 
         for obj in apply_order(objects):
@@ -141,6 +157,7 @@ class Plan:
 
     def run(self, timeout: int) -> list[Outcome]:
         """Apply the steps in dependency order, each as soon as its prerequisites are Ready."""
+        self.guarded("check", self.check, [o for s in self.steps for o in self.by_step[s.name]])
         current = self.snapshot(self.namespaces)
         everything = [w for step in self.steps for w in workloads(self.by_step[step.name])]
         if everything and all(w in current and is_ready(current[w]) for w in everything):
@@ -167,6 +184,8 @@ class Plan:
                 self.progress.say(f"✓ {step.name} ({outcome.finished - outcome.started:.1f}s)")
             except Exit as error:
                 outcome.error = error
+            except Exception as error:  # a bug or an unforeseen answer: still this step's failure
+                outcome.error = StepFailed(f"{step.name}: {type(error).__name__}: {error}")
             finally:
                 done[step.name].set()
 
@@ -196,11 +215,17 @@ class Plan:
             except Exit as error:
                 outcome.error, failed = error, step.name
                 continue
+            except Exception as error:
+                outcome.error = StepFailed(f"{step.name}: {type(error).__name__}: {error}")
+                failed = step.name
+                continue
             outcome.finished = time.monotonic()
         return outcomes
 
     def guarded(self, step: str, action: Any, *args: Any) -> None:
-        """Run `action`; a lost connection to the API server becomes one line with the next step."""
+        """Run `action`; whatever goes wrong becomes this step's failure in one line (a lost
+        connection with the next step), so that the steps after it are skipped."""
+        from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
@@ -209,11 +234,17 @@ class Plan:
             raise
         except Exit as error:
             raise StepFailed(f"{step}: {error.message}") from None
+        except ApiException as error:
+            raise StepFailed(
+                f"{step}: the Kubernetes API refused a request: {error.status} {error.reason}"
+            ) from None
         except (HTTPError, OSError) as error:
             raise StepFailed(
                 f"{step}: lost the connection to the Kubernetes API ({error}); "
                 "is the cluster running? `inv cluster.status`, then run the same task again"
             ) from None
+        except Exception as error:  # a bug or an unforeseen answer: still this step's failure
+            raise StepFailed(f"{step}: {type(error).__name__}: {error}") from None
 
 
 def run_plan(

@@ -162,11 +162,14 @@ class Resources:
 
 
 def server_side_apply(
-    api: Any, resources: Resources, obj: dict[str, Any], field_manager: str
+    api: Any, resources: Resources, obj: dict[str, Any], field_manager: str, dry_run: bool = False
 ) -> dict[str, Any]:
     """`kubectl apply --server-side --force-conflicts` of one object, with the server's strict
-    field validation (an unknown or duplicate field is an error, not silently dropped)."""
+    field validation (an unknown or duplicate field is an error, not silently dropped).
+    `dry_run`: the server checks everything it would check, and stores nothing."""
     query = [("fieldManager", field_manager), ("force", "true"), ("fieldValidation", "Strict")]
+    if dry_run:
+        query.append(("dryRun", "All"))
     status, answer = request(
         api,
         "PATCH",
@@ -178,9 +181,21 @@ def server_side_apply(
     if status >= 300:
         meta = obj["metadata"]
         where = f"{meta['namespace']}/" if meta.get("namespace") else ""
-        raise Exit(
+        raise Rejected(
             f"the API server rejected {obj['kind']} {where}{meta['name']}: "
             f"{answer.get('message', status)}; fix it in the overlay, then run the same task again",
             code=1,
         )
     return answer
+
+
+class Rejected(Exit):
+    """The API server refused an object (validation, admission, a kind it does not serve)."""
+
+
+def namespaces(api: Any) -> set[str]:
+    """The names of the namespaces that exist now."""
+    status, found = request(api, "GET", "/api/v1/namespaces")
+    if status >= 300:
+        raise Exit(f"cannot list namespaces: {found.get('message', status)}", code=1)
+    return {item["metadata"]["name"] for item in found.get("items") or []}

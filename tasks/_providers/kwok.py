@@ -181,6 +181,12 @@ def host_mappings(s: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def volume_name(namespace: str, claim: str) -> str:
+    """The simulated volume pre-bound to a claim. Deleting the claim leaves it Released, bound
+    to the old claim's UID, so whoever deletes a claim deletes its volume too."""
+    return f"sim-{namespace}-{claim}"
+
+
 def volumes(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """PersistentVolumes pre-bound to every `local-storage` claim the objects will create.
 
@@ -201,7 +207,7 @@ def volumes(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "PersistentVolume",
             "metadata": {
-                "name": f"sim-{namespace}-{name}",
+                "name": volume_name(namespace, name),
                 "labels": {
                     "app.kubernetes.io/part-of": "prism",
                     "app.kubernetes.io/name": "simulated-volumes",

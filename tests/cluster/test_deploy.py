@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from invoke import Exit
 from support.sim import SimCluster
 
 pytestmark = pytest.mark.cluster
@@ -320,3 +321,70 @@ def test_dry_run_of_a_new_cluster_prints_kwokctl_and_creates_nothing(tmp_path: P
     )
     assert "apply --server-side" in result.stdout
     assert not (tmp_path / "kwok" / "clusters").exists()
+
+
+CHANGED_CONFIGMAP = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: prism-admin-config, namespace: prism}
+data:
+  extra.yaml: "changed: yes"
+"""
+
+
+def test_a_rejected_object_leaves_every_other_object_as_it_was(
+    sim_cluster: SimCluster, deployed: str, tmp_path: Path
+) -> None:
+    """The whole plan is checked by the server first: a valid ConfigMap change in the same
+    overlay as a rejected Deployment is not applied either."""
+    before = resource_versions(sim_cluster)
+    overlay = broken_overlay(tmp_path, MISSPELLED_FIELD + "---" + CHANGED_CONFIGMAP)
+    result = sim_cluster.inv("deploy.all", "--overlay", str(overlay))
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "the API server rejected Deployment prism/prism-proxy" in last, last
+    assert "nothing was applied" in last
+    assert resource_versions(sim_cluster) == before
+    config = sim_cluster.get("configmap", "prism-admin-config", "-n", "prism")
+    assert "extra.yaml" not in config["data"]
+
+
+def test_a_step_that_breaks_stops_its_dependents_and_fails(
+    sim_cluster: SimCluster, deployed: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only Exit: any exception inside a step (a KeyError here) fails that step, skips
+    the steps after it and ends the deploy non-zero in one line."""
+    from support.cli import make_context
+
+    from tasks import deploy
+    from tasks._deploy import plan
+
+    for key, value in sim_cluster.env.items():
+        monkeypatch.setenv(key, value)
+    before = resource_versions(sim_cluster)
+    real_apply = plan.Plan.apply
+
+    def apply(self: plan.Plan, objects: list[dict]) -> None:  # type: ignore[type-arg]
+        if any(o["metadata"]["name"] == "prism-admin" for o in objects):
+            raise KeyError("spec")
+        real_apply(self, objects)
+
+    monkeypatch.setattr(plan.Plan, "apply", apply)
+    with pytest.raises(Exit) as failed:
+        deploy.deploy_steps(make_context(), ("admin", "proxy", "runners"), "ci", 10)
+    assert failed.value.code != 0
+    message = str(failed.value.message)
+    assert message.endswith("KeyError: 'spec'") and "\n" not in message, message
+    after = resource_versions(sim_cluster)
+    proxy = "Deployment/prism/prism-proxy"
+    assert after[proxy] == before[proxy]  # the dependent step never applied
+
+
+def test_delete_then_deploy_converges(sim_cluster: SimCluster, deployed: str) -> None:
+    """A deleted claim's simulated volume goes with it, so the next deploy binds afresh."""
+    deleted = sim_cluster.inv("deploy.delete", "--yes", "--overlay", "ci")
+    assert deleted.returncode == 0, deleted.stderr
+    again = sim_cluster.inv("deploy.all", "--overlay", "ci", "--timeout", "60")
+    assert again.returncode == 0, again.stdout + again.stderr
+    claim = sim_cluster.get("pvc", "prism-admin-data", "-n", "prism")
+    assert claim["status"]["phase"] == "Bound"
