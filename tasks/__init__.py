@@ -24,6 +24,7 @@ departs from the guide (memo-035) and why.
 from invoke import Collection
 
 from . import backends, backup, chaos, cluster, deploy, images, ingress, observe
+from ._core.command import InterruptibleLocal
 from ._core.settings import configure
 from .doctor import doctor
 
@@ -31,6 +32,7 @@ ns = Collection()
 for module in (cluster, images, ingress, backends, deploy, observe, backup, chaos):
     ns.add_collection(module.ns)
 ns.add_task(doctor)
+ns.configure({"runners": {"local": InterruptibleLocal}})
 
 configure(
     ns,

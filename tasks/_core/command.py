@@ -11,11 +11,13 @@ import io
 import json
 import os
 import shlex
+import signal
 from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any
 
-from invoke import Context, Exit, Result
+from invoke import Context, Exit, Result, UnexpectedExit
+from invoke.runners import Local
 
 from . import sim_binaries as _sim
 
@@ -154,3 +156,33 @@ def interrupted() -> Exit:
     """Ctrl-C as one line and exit 130 (the shell's code for SIGINT); tasks that must undo
     something catch KeyboardInterrupt themselves first and say what they left."""
     return Exit("interrupted (Ctrl-C); the lines above say what was done", code=130)
+
+
+class InterruptibleLocal(Local):
+    """invoke's local runner, except that Ctrl-C stops the task, not only the command.
+
+    invoke forwards ^C to the running command and then waits for it as if nothing happened: a
+    query run with warn=True returns a failed result and the task carries on (a restore would
+    go on to its next step). This runner also signals the command and, once it has ended,
+    raises KeyboardInterrupt, so the task's own clean-up runs and the program says
+    "interrupted" (exit 130)."""
+
+    interrupted = False
+
+    def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+        self.interrupted = True
+        super().send_interrupt(interrupt)
+        process = getattr(self, "process", None)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)  # reaches it even without a terminal
+
+    def run(self, command: str, **kwargs: Any) -> Result | None:
+        try:
+            result = super().run(command, **kwargs)
+        except UnexpectedExit:
+            if self.interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        if self.interrupted:
+            raise KeyboardInterrupt
+        return result

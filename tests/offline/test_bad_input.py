@@ -4,7 +4,9 @@ command run (every tool on PATH is a stub that records being called)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,28 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     reader.stdout.close()  # before anything was read: every write fails
     assert reader.wait(timeout=60) != 0
     assert reader.stderr.read() == b""
+
+
+def test_ctrl_c_stops_the_task_not_only_the_command(stubs: tuple[Path, Path]) -> None:
+    """^C reaches the whole foreground process group, as a terminal sends it: the command
+    ends, and the task stops with one line and exit 130 instead of carrying on."""
+    bin_dir, log = stubs
+    (bin_dir / "kwokctl").write_text(f'#!/bin/sh\necho "kwokctl $*" >> {log}\nexec sleep 30\n')
+    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "PRISM_CLUSTER_PROVIDER": "kwok"}
+    task = subprocess.Popen(
+        [INV, "cluster.list"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a shell's foreground job
+    )
+    deadline = time.monotonic() + 30
+    while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the command is running
+    os.killpg(task.pid, signal.SIGINT)
+    out, err = task.communicate(timeout=20)
+    assert task.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == ["interrupted (Ctrl-C); the lines above say what was done"]
