@@ -210,4 +210,28 @@ def ready_dir(c: Context) -> Path:
         ) from None
     if not os.access(directory, os.W_OK):
         raise Exit(f"backup directory {directory} is not writable; set PRISM_BACKUP_DIR", code=1)
+    sweep_partials(directory)
     return directory
+
+
+def sweep_partials(directory: Path) -> None:
+    """Remove partial files left by runs that died (killed, power lost): the process id in
+    their name no longer runs. A running backup's partial file is left alone."""
+    for partial in directory.glob(".*.partial"):
+        try:
+            pid = int(partial.name.rsplit(".", 3)[-3])
+        except (ValueError, IndexError):
+            continue
+        if not _alive(pid):
+            partial.unlink(missing_ok=True)
+            print(f"removed {partial.name}, left by an interrupted backup")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True

@@ -57,6 +57,10 @@ def backup_postgres(c: Context) -> _files.Finished | None:
         entries = archive_entries(c, partial)
         digest = _files.sha256(partial)
         final = _files.publish(partial, "postgres", when, digest)
+    except OSError as error:  # a full disk, a directory gone: nothing half-written stays
+        raise Exit(
+            f"cannot write the backup in {directory}: {error.strerror}; nothing was kept", code=1
+        ) from None
     finally:
         partial.unlink(missing_ok=True)
     return _files.Finished(
@@ -69,35 +73,39 @@ def backup_postgres(c: Context) -> _files.Finished | None:
 
 
 def archive_entries(c: Context, path: Path, digest: str | None = None) -> int:
-    """Verify a custom-format archive with `pg_restore --list`: here when this machine's
-    pg_restore can read it, else with the pod's (the version that wrote it)."""
-    local = _local_pg_restore_list(c, path)
-    if local is not None:
-        if local.ok:
-            return _count_entries(local.stdout)
-        if "unsupported version" not in local.stderr:
-            raise Exit(f"{path.name} is not a readable archive: {_pods.reason(local)}", code=1)
+    """Verify a custom-format archive and count its entries: `pg_restore --list` reads the
+    table of contents, then `pg_restore -f /dev/null` reads every data block (a dump cut short
+    has a whole table of contents and fails only there). Here when this machine's pg_restore
+    can read the archive, else with the pod's (the version that wrote it)."""
+    local = _local_pg_restore(c, path, "--list")
+    if local is not None and local.ok:
+        whole = _local_pg_restore(c, path, "-f", "/dev/null")
+        if whole is not None and whole.failed:
+            raise Exit(f"{path.name} is not a complete archive: {_pods.reason(whole)}", code=1)
+        return _count_entries(local.stdout)
+    if local is not None and "unsupported version" not in local.stderr:
+        raise Exit(f"{path.name} is not a readable archive: {_pods.reason(local)}", code=1)
     _target.require_reachable(c)
     s = _settings.load(c)
     _pods.require_pod(c, s.backup.postgres_pod, "postgres")
-    then = 'pg_restore --list "$f"'
+    then = 'pg_restore --list "$f" && pg_restore -f /dev/null "$f"'
     script = _pods.receive(path, digest or _files.sha256(path), then)
     answer = _pods.stream_in(
         c, _pods.in_pod(c, s.backup.postgres_pod, "sh", "-c", script, stdin=True), path
     )
     if answer.failed:
-        raise Exit(f"{path.name} is not a readable archive: {_pods.reason(answer)}", code=1)
+        raise Exit(f"{path.name} is not a complete archive: {_pods.reason(answer)}", code=1)
     why = "is missing" if local is None else "is older than the archive"
     print(f"this machine's pg_restore {why}; verified with the one in {s.backup.postgres_pod}")
     return _count_entries(answer.stdout)
 
 
-def _local_pg_restore_list(c: Context, path: Path) -> Result | None:
+def _local_pg_restore(c: Context, path: Path, *args: str) -> Result | None:
     try:
         _command.require(c, "pg_restore")
     except Exit:
         return None
-    return _command.query(c, ["pg_restore", "--list", str(path)], timeout=300)
+    return _command.query(c, ["pg_restore", *args, str(path)], timeout=3600)
 
 
 def _count_entries(listing: str) -> int:
@@ -105,8 +113,23 @@ def _count_entries(listing: str) -> int:
     return len(entries)
 
 
+# "Replace the database" means what it says: every schema of the database goes, then the backup
+# comes back, in one transaction. pg_restore --clean alone would keep tables made after the
+# backup. PostgreSQL 15+ dumps leave the public schema out, so it is made again as initdb makes it.
+REPLACE_PRELUDE = """\\set ON_ERROR_STOP on
+DO $$ DECLARE s name; BEGIN
+  FOR s IN SELECT nspname FROM pg_namespace
+           WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', s);
+  END LOOP;
+END $$;
+CREATE SCHEMA public AUTHORIZATION pg_database_owner;
+GRANT USAGE ON SCHEMA public TO PUBLIC;
+"""
+
+
 def restore_postgres(c: Context, file: str, yes: bool) -> float | None:
-    """pg_restore --clean --if-exists in one transaction, from a verified backup."""
+    """Replace the database with a verified backup, all or nothing (one transaction)."""
     started = time.monotonic()
     path, t, s = _pods.restore_target(c, file)
     user, db, password = _postgres_secrets(c)
@@ -117,29 +140,33 @@ def restore_postgres(c: Context, file: str, yes: bool) -> float | None:
     pod = s.backup.postgres_pod
     _guard.confirm(
         f"replace database {db} in {s.backup.namespace}/{pod} on cluster {t.name} "
-        f"with {path.name}?",
+        f"with {path.name} (objects made since the backup are dropped)?",
         yes,
     )
-    restore = shlex.join(
-        [
-            "pg_restore",
-            "--clean",
-            "--if-exists",
-            "--single-transaction",  # all or nothing: a failed restore leaves the data as it was
-            *_connection(c, user),
-            "-d",
-            db,
-        ]
+    psql = shlex.join(["psql", "-X", "-q", "--single-transaction", *_connection(c, user), "-d", db])
+    # Should pg_restore fail half-way, the line after it ends any COPY and calls a function
+    # that does not exist: psql stops on that error and the transaction is rolled back.
+    failed = shlex.quote("\n\\.\nSELECT prism_restore_failed_pg_restore_stopped();\n")
+    replace = (
+        f'{{ printf %s {shlex.quote(REPLACE_PRELUDE)}; pg_restore -f - "$f" || printf %s {failed}; }} '
+        f"| {psql} >/dev/null"
     )
-    script = READ_PASSWORD + _pods.receive(path, digest, f'{restore} "$f"')
-    result = _pods.stream_in(
-        c, _pods.in_pod(c, pod, "sh", "-c", script, stdin=True), path, secret=password
-    )
+    script = READ_PASSWORD + _pods.receive(path, digest, replace)
+    try:
+        result = _pods.stream_in(
+            c, _pods.in_pod(c, pod, "sh", "-c", script, stdin=True), path, secret=password
+        )
+    except KeyboardInterrupt:
+        raise Exit(
+            f"interrupted during the restore of {db}: it runs in one transaction, so the database "
+            "is either as it was or wholly restored; run the restore again to be sure",
+            code=130,
+        ) from None
     if _guard.is_dry(c):
         return None
     if result.failed:
         raise Exit(
-            f"pg_restore failed, nothing was changed: {_pods.reason(result)}; "
+            f"the restore failed, nothing was changed: {_pods.reason(result)}; "
             "check PRISM_POSTGRES_USER/PASSWORD/DB in .env",
             code=1,
         )

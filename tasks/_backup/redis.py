@@ -192,6 +192,10 @@ def backup_redis(c: Context) -> _files.Finished | None:
         _files.check_rdb(partial)
         digest = _files.sha256(partial)
         final = _files.publish(partial, "redis", when, digest)
+    except OSError as error:  # a full disk, a directory gone: nothing half-written stays
+        raise Exit(
+            f"cannot write the backup in {directory}: {error.strerror}; nothing was kept", code=1
+        ) from None
     finally:
         partial.unlink(missing_ok=True)
     return _files.Finished(

@@ -297,3 +297,54 @@ def test_a_redis_restore_brings_back_the_key_count(run: Inv, redis: Redis, backu
     assert "3 keys, as in the backup" in restored.stdout
     assert redis.cli("DBSIZE") == "3"
     assert redis.cli("GET", "key-0") == "value-0"
+
+
+def test_a_restore_replaces_the_database_dropping_what_came_after(
+    run: Inv, notes: Postgres, backups: Path
+) -> None:
+    notes.sql("DROP TABLE IF EXISTS later; DROP SCHEMA IF EXISTS extra CASCADE")
+    dump = made(run("backup.postgres"), "postgres", backups)
+    notes.sql("CREATE TABLE later (id int); CREATE SCHEMA extra; CREATE TABLE extra.t (id int)")
+
+    restored = run("backup.restore-postgres", "--file", dump.name, "--yes")
+
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    tables = notes.sql(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+    )
+    assert tables == "public.notes"
+    assert notes.sql("SELECT count(*) FROM notes") == "2"
+
+
+def test_a_dump_cut_short_fails_verify_though_its_table_of_contents_reads(
+    run: Inv, notes: Postgres, backups: Path, tmp_path: Path
+) -> None:
+    """A truncated custom-format archive still lists (`pg_restore --list` reads only the table
+    of contents): verify must read every data block, and refuse it."""
+    notes.sql("INSERT INTO notes SELECT g, repeat('x', 200) FROM generate_series(10, 5000) g")
+    dump = made(run("backup.postgres"), "postgres", backups)
+    cut = tmp_path / "cut" / dump.name
+    cut.parent.mkdir()
+    data = dump.read_bytes()
+    cut.write_bytes(data[: len(data) - 200])
+    digest = _files.sha256(cut)
+    _files.sums_path(cut).write_text(f"{digest}  {cut.name}\n")
+    listed = subprocess.run(["pg_restore", "--list", str(cut)], capture_output=True)
+    assert listed.returncode == 0  # the table of contents alone looks fine
+
+    line = one_line(run("backup.verify", "--file", str(cut)))
+    assert f"{cut.name} is not a complete archive: " in line
+
+
+def test_a_partial_file_of_a_dead_run_is_swept_and_a_live_ones_kept(
+    run: Inv, notes: Postgres, backups: Path
+) -> None:
+    backups.mkdir(parents=True, exist_ok=True)
+    dead = backups / ".postgres-20250101-000000.999999999.dump.partial"
+    live = backups / f".postgres-20250101-000000.{os.getpid()}.dump.partial"
+    dead.write_bytes(b"PGDMP half")
+    live.write_bytes(b"PGDMP writing")
+    made(run("backup.postgres"), "postgres", backups)
+    assert not dead.exists()
+    assert live.exists()
