@@ -236,27 +236,43 @@ def restore_redis(c: Context, file: str, yes: bool) -> tuple[int, float] | None:
         yes,
     )
     saves = redis_cli(c, "CONFIG", "GET", "save").splitlines()[1:]
-    redis_cli(c, "CONFIG", "SET", "save", "", change=True)
     try:
+        redis_cli(c, "CONFIG", "SET", "save", "", change=True)
         if not _guard.is_dry(c):
             _wait(c, time.monotonic() + s.backup.timeout, "the running snapshot", _idle)
         expected = _put_in_place(c, path, digest)
-    except BaseException:
+        run_id = redis_info(c, "server").get("run_id", "")
+    except BaseException as error:
+        # Redis still runs on its own data: write that back over whatever file is in place and
+        # switch snapshots on again, so nothing at all has changed.
         redis_cli(c, "CONFIG", "SET", "save", saves[0] if saves else "", change=True)
+        if not _guard.is_dry(c):
+            _wait(c, time.monotonic() + s.backup.timeout, "the running snapshot", _idle)
+            redis_cli(c, "SAVE", change=True)
+        if isinstance(error, KeyboardInterrupt):
+            raise Exit(
+                f"interrupted before Redis was restarted: Redis in {pod} keeps its own data, "
+                "saved back to its file, with snapshots on again; nothing was changed",
+                code=130,
+            ) from None
         raise
-    run_id = redis_info(c, "server").get("run_id", "")
-    # On k3d the container ends with Redis and this exec with it: its exit status means nothing.
-    _command.run(
-        c,
-        redis_argv(c, "SHUTDOWN", "NOSAVE"),
-        hide="both",
-        warn=True,
-        in_stream=False,
-    )
-    start_redis(c)
-    if _guard.is_dry(c) or expected is None:
-        return None
-    info = _wait_restarted(c, run_id)
+    try:
+        # On k3d the container ends with Redis and this exec with it: its exit status means
+        # nothing.
+        _command.run(
+            c, redis_argv(c, "SHUTDOWN", "NOSAVE"), hide="both", warn=True, in_stream=False
+        )
+        start_redis(c)
+        if _guard.is_dry(c) or expected is None:
+            return None
+        info = _wait_restarted(c, run_id)
+    except KeyboardInterrupt:
+        raise Exit(
+            f"interrupted after Redis in {pod} was stopped with {path.name} in place: Redis "
+            "loads it when it starts (k3d: the kubelet restarts it; here: "
+            "backup.redis_start_command); check with `inv backends.status --only redis`",
+            code=130,
+        ) from None
     keys = key_count(info)
     low = expected.keys - expected.expires  # keys with a TTL may expire in between
     high = expected.keys - expected.already_expired

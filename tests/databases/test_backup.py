@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -348,3 +350,55 @@ def test_a_partial_file_of_a_dead_run_is_swept_and_a_live_ones_kept(
     made(run("backup.postgres"), "postgres", backups)
     assert not dead.exists()
     assert live.exists()
+
+
+def test_an_interrupted_redis_restore_changes_nothing_and_says_so(
+    backup_env: dict[str, str], redis: Redis, backups: Path
+) -> None:
+    """Ctrl-C once snapshots are off and the file may be in place: Redis keeps its own data,
+    writes it back over the file, gets its snapshot setting back, and the task says so."""
+    redis.cli("FLUSHALL")
+    redis.cli("SET", "from-the-backup", "1")
+    environ = {**os.environ, **backup_env}
+    made_now = subprocess.run(
+        [INV, "backup.redis"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120
+    )
+    rdb = made(made_now, "redis", backups)
+    redis.cli("FLUSHALL")
+    redis.cli("SET", "written-later", "x")
+    redis.cli("CONFIG", "SET", "save", "3600 1")
+    # A snapshot that takes seconds (Redis' own test knob): the restore waits for it with
+    # snapshots off, and Ctrl-C lands there.
+    for n in range(3):
+        redis.cli("SET", f"filler-{n}", "x")
+    redis.cli("CONFIG", "SET", "rdb-key-save-delay", "1500000")  # 4 keys: 6 s
+    redis.cli("BGSAVE")
+    try:
+        task = subprocess.Popen(
+            [INV, "backup.restore-redis", "--file", str(rdb), "--yes"],
+            cwd=ROOT,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, like a shell's foreground job
+        )
+        deadline = time.monotonic() + 60
+        while redis.cli("CONFIG", "GET", "save").splitlines()[1:] not in ([], [""]):
+            assert time.monotonic() < deadline and task.poll() is None, "snapshots never went off"
+            time.sleep(0.02)
+        os.killpg(task.pid, signal.SIGINT)
+        redis.cli("CONFIG", "SET", "rdb-key-save-delay", "0")  # the running snapshot stays slow
+        out, err = task.communicate(timeout=60)
+
+        assert task.returncode == 130, out + err
+        assert "Traceback" not in err
+        assert err.strip().splitlines()[-1].endswith("nothing was changed"), out + err
+        assert redis.cli("GET", "written-later") == "x"
+        assert redis.cli("GET", "from-the-backup") == ""
+        assert redis.cli("CONFIG", "GET", "save").splitlines()[1:] == ["3600 1"]
+        assert dbservers.read_snapshot(redis.dir / "dump.rdb", "written-later") == "x"
+    finally:
+        redis.cli("CONFIG", "SET", "rdb-key-save-delay", "0")
+        redis.cli("CONFIG", "SET", "save", "")
