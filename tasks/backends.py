@@ -29,15 +29,19 @@ def chosen(c: Context, only: str | None) -> list[str]:
 )
 def deploy(c, only=None, overlay=None, timeout=None):
     """Deploy the chosen backends (namespaces, storage and Secrets first) and wait for them."""
+    from ._core import guard as _guard
     from ._deploy import plan as _plan
     from ._deploy import render as _render
 
     s = _settings.load(c)
+    wait = _settings.seconds(timeout, s.deploy.timeout)
     started = time.monotonic()
     objects = _render.plan_objects(c, overlay or s.overlay, only_backends=chosen(c, only))
-    _target.require_reachable(c)
+    t = _target.require_reachable(c)
+    if not _guard.is_dry(c):
+        _guard.require_owned(c, t)  # the .env credentials go only where we may put them
     steps = [step for step in _render.STEPS if step.name in ("foundation", "backends")]
-    outcomes = _plan.run_plan(c, objects, steps, _settings.seconds(timeout, s.deploy.timeout))
+    outcomes = _plan.run_plan(c, objects, steps, wait)
     _plan.summarize(outcomes, time.monotonic() - started)
 
 

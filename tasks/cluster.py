@@ -70,6 +70,7 @@ def create(c, provider=None, tuning=False):
         raise
     _guard.record_created(c, t)
     wait_nodes_ready(c, s.cluster.wait_timeout)
+    _guard.record_created(c, t, uid=_guard.cluster_uid(c, t))  # now it answers: which one
     if _guard.is_dry(c):
         print(f"cluster {t.name}: dry run, nothing was created")
         return

@@ -28,15 +28,19 @@ def deploy_steps(
     c: Context, steps: tuple[str, ...], overlay: str | None, timeout: int | None
 ) -> None:
     """Render once, then run the chosen steps with their readiness waits and a timing table."""
+    from ._core import guard as _guard
     from ._deploy import plan as _plan
     from ._deploy import render as _render
 
     s = _settings.load(c)
+    wait = _settings.seconds(timeout, s.deploy.timeout)
     started = time.monotonic()
     objects = _render.plan_objects(c, _overlay(c, overlay))
-    _target.require_reachable(c)
+    t = _target.require_reachable(c)
+    if not _guard.is_dry(c):
+        _guard.require_owned(c, t)  # the .env credentials go only where we may put them
     chosen = [step for step in _render.STEPS if step.name in steps]
-    outcomes = _plan.run_plan(c, objects, chosen, _settings.seconds(timeout, s.deploy.timeout))
+    outcomes = _plan.run_plan(c, objects, chosen, wait)
     _plan.summarize(outcomes, time.monotonic() - started)
 
 

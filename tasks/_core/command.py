@@ -7,6 +7,7 @@ Read-only queries pass `dry=False` so that dry runs can still look at the cluste
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -171,7 +172,8 @@ class InterruptibleLocal(Local):
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
         self.interrupted = True
-        super().send_interrupt(interrupt)
+        with contextlib.suppress(OSError, ValueError):  # its standard input may be closed
+            super().send_interrupt(interrupt)
         process = getattr(self, "process", None)
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGINT)  # reaches it even without a terminal

@@ -31,8 +31,20 @@ def is_dry(c: Context) -> bool:
     return bool(c.config.get("run", {}).get("dry", False))
 
 
-def record_created(c: Context, t: Target) -> None:
-    """Remember that this project created `t` (skipped under --dry: nothing was created)."""
+def cluster_uid(c: Context, t: Target) -> str:
+    """What tells one cluster instance from another of the same name: the UID of its
+    kube-system namespace, made when its API server first started. "" when it does not answer."""
+    from .command import query
+    from .target import kube_flags
+
+    argv = ["kubectl", *kube_flags(t), "get", "namespace", "kube-system"]
+    answer = query(c, [*argv, "-o", "jsonpath={.metadata.uid}"], timeout=15)
+    return answer.stdout.strip() if answer.ok else ""
+
+
+def record_created(c: Context, t: Target, uid: str = "") -> None:
+    """Remember that this project created `t`, and which instance it is when `uid` is known
+    (skipped under --dry: nothing was created)."""
     if is_dry(c):
         return
     s = _settings.load(c)
@@ -44,6 +56,7 @@ def record_created(c: Context, t: Target) -> None:
         "environment": s.env,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "created_by": "prism-tasks",
+        "uid": uid,
     }
     write_atomically(path, json.dumps(record, indent=2) + "\n", mode=0o600)
 
@@ -65,14 +78,35 @@ def is_owned(c: Context, t: Target) -> bool:
 
 
 def require_owned(c: Context, t: Target) -> None:
-    """Refuse to act on a cluster that is neither ours nor named by the user."""
-    if is_owned(c, t):
+    """Refuse to act on a cluster that is neither ours nor named by the user. A marker that
+    recorded the cluster's instance must match the cluster there now: a same-named cluster made
+    by someone else after ours is gone is not ours."""
+    s = _settings.load(c)
+    if explicitly_named(s):
         return
-    raise Exit(
-        f"cluster {t.name} was not created by prism-tasks; name it explicitly with "
-        f"PRISM_CLUSTER_NAME={t.name} to act on it",
-        code=1,
-    )
+    path = marker(s, t, c)
+    named = f"name it explicitly with PRISM_CLUSTER_NAME={t.name} to act on it"
+    if not path.is_file():
+        raise Exit(f"cluster {t.name} was not created by prism-tasks; {named}", code=1)
+    try:
+        recorded = str(json.loads(path.read_text(encoding="utf-8")).get("uid", ""))
+    except (OSError, ValueError, AttributeError):
+        recorded = ""  # an unreadable marker still says we created a cluster of this name
+    if not recorded:
+        return  # made by an interrupted create, or by an older prism-tasks: nothing to compare
+    live = cluster_uid(c, t)
+    if not live:
+        raise Exit(
+            f"cannot confirm that cluster {t.name} is the one prism-tasks created: it does not "
+            f"answer; `inv cluster.start` it first, or {named}",
+            code=1,
+        )
+    if live != recorded:
+        raise Exit(
+            f"cluster {t.name} is not the one prism-tasks created (that one is gone; this one "
+            f"was made since, by someone else); {named}",
+            code=1,
+        )
 
 
 def confirm(question: str, yes: bool) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from invoke import Context, Exit
 
 from .._core import command as _command
+from .._core import guard as _guard
 from .._core import sim_binaries as _sim
 from .._core import target as _target
 from .._core.settings import Settings
@@ -298,8 +299,35 @@ def exists(c: Context, s: Settings, t: Target) -> bool:
 
 
 def report_existing(c: Context, s: Settings, t: Target) -> None:
+    """The cluster exists: finish what an interrupted `create` left (its nodes), or say that
+    there is nothing to do."""
+    probe = ["kubectl", *_target.kube_flags(t), "get", "--raw", "/readyz"]
+    if not _guard.is_dry(c) and not _command.query(c, probe, timeout=30).ok:
+        # An interrupted create can leave the control plane half started: start what is not
+        # running, and wait until the API answers.
+        print(f"cluster {t.name} exists but its API server is not ready: starting it")
+        start(c, s, t)
     _target.require_reachable(c)
-    print(f"cluster {t.name} already exists (kwok) and answers; nothing to do")
+    listed = _command.ask(
+        c, ["kubectl", *_target.kube_flags(t), "get", "nodes", "-o", "name"], "list the nodes"
+    )
+    missing = set(node_names(s, t)) - {line.removeprefix("node/") for line in listed.split()}
+    if not missing:
+        print(f"cluster {t.name} already exists (kwok) and answers; nothing to do")
+        return
+    add_nodes(c, s, t)
+    _target.kubectl(
+        c, "wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={s.cluster.wait_timeout}s"
+    )
+    print(
+        f"cluster {t.name} existed without {len(missing)} of its nodes (an interrupted create?): added them"
+    )
+
+
+def add_nodes(c: Context, s: Settings, t: Target) -> None:
+    import yaml
+
+    _target.kubectl(c, "apply", "-f", "-", input=yaml.safe_dump_all(nodes(s, t)), hide="stdout")
 
 
 def create(c: Context, s: Settings, t: Target) -> None:
@@ -318,30 +346,40 @@ def create(c: Context, s: Settings, t: Target) -> None:
     note = "simulated by kwok: no container runs in this cluster, so there is no output"
     _command.write_file(c, log_path(s), f"{stamp} stdout F {note}\n")
     previous = _command.query(c, ["kubectl", "config", *_kubeconfig_flags(t), "current-context"])
-    _command.run(
-        c,
-        [
-            "kwokctl",
-            "--config",
-            str(config_path(s, t)),
-            "create",
-            "cluster",
-            "--name",
-            t.name,
-            *_kubeconfig_flags(t),
-            "--timeout",
-            f"{s.cluster.wait_timeout}s",
-        ],
-        hide="stderr",  # kwokctl logs JSON lines; failures still show their output
-    )
-    if previous.ok and previous.stdout.strip():
-        # kwokctl makes its context current; we pin --context everywhere and leave the user's.
+    try:
         _command.run(
             c,
-            ["kubectl", "config", *_kubeconfig_flags(t), "use-context", previous.stdout.strip()],
-            hide=True,
+            [
+                "kwokctl",
+                "--config",
+                str(config_path(s, t)),
+                "create",
+                "cluster",
+                "--name",
+                t.name,
+                *_kubeconfig_flags(t),
+                "--timeout",
+                f"{s.cluster.wait_timeout}s",
+            ],
+            hide="stderr",  # kwokctl logs JSON lines; failures still show their output
         )
-    _target.kubectl(c, "apply", "-f", "-", input=yaml.safe_dump_all(nodes(s, t)), hide="stdout")
+    finally:
+        if previous.ok and previous.stdout.strip():
+            # kwokctl makes its context current; we pin --context everywhere and leave the
+            # user's as it was, on every path (failed and interrupted creates too).
+            _command.run(
+                c,
+                [
+                    "kubectl",
+                    "config",
+                    *_kubeconfig_flags(t),
+                    "use-context",
+                    previous.stdout.strip(),
+                ],
+                hide=True,
+                warn=True,
+            )
+    add_nodes(c, s, t)
     wait_api_ready(c, t, s.cluster.wait_timeout)
 
 
@@ -359,6 +397,7 @@ def wait_api_ready(c: Context, t: Target, timeout: int) -> None:
 
 def start(c: Context, s: Settings, t: Target) -> None:
     _command.run(c, ["kwokctl", "start", "cluster", "--name", t.name], hide="stderr")
+    wait_api_ready(c, t, s.cluster.wait_timeout)  # kwokctl returns before the API answers
 
 
 def stop(c: Context, s: Settings, t: Target) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.cli import INV, ROOT
 from support.sim import SimCluster, sim_env
 
 from tasks._core import sim_binaries as _sim
@@ -288,3 +291,89 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_a_stale_marker_does_not_make_someone_elses_cluster_ours(tmp_path: Path) -> None:
+    """Ours is deleted behind prism-tasks' back (someone names it explicitly, from another data
+    directory) and that someone creates a cluster of the same name: the marker recorded which
+    cluster was ours, so our delete refuses this one."""
+    env = {**sim_env(tmp_path), "PRISM_ENV": "dev"}
+    ours = SimCluster(home=tmp_path, env=env, name="prism-dev")
+    elsewhere = {"PRISM_DATA_DIR": str(tmp_path / "someone-else")}
+    assert ours.inv("cluster.create").returncode == 0
+    marker = tmp_path / "data" / "dev" / "clusters" / "kwok-prism-dev.json"
+    assert json.loads(marker.read_text())["uid"]
+    try:
+        gone = ours.inv("cluster.delete", PRISM_CLUSTER_NAME="prism-dev", **elsewhere)
+        assert gone.returncode == 0, gone.stderr
+        theirs = ours.inv("cluster.create", **elsewhere)
+        assert theirs.returncode == 0, theirs.stderr
+
+        refused = ours.inv("cluster.delete")
+
+        assert refused.returncode != 0
+        assert "Traceback" not in refused.stderr
+        assert "is not the one prism-tasks created" in refused.stderr.strip().splitlines()[-1]
+        assert ours.inv("cluster.status").returncode == 0  # still there
+    finally:
+        ours.inv("cluster.delete", PRISM_CLUSTER_NAME="prism-dev")
+
+
+def test_start_returns_once_the_api_answers(tmp_path: Path) -> None:
+    env = {**sim_env(tmp_path), "PRISM_ENV": "dev"}
+    cluster = SimCluster(home=tmp_path, env=env, name="prism-dev")
+    assert cluster.inv("cluster.create").returncode == 0
+    try:
+        assert cluster.inv("cluster.stop").returncode == 0
+        started = cluster.inv("cluster.start", "deploy.foundation")
+        assert started.returncode == 0, started.stdout + started.stderr
+    finally:
+        cluster.inv("cluster.delete")
+
+
+def test_an_interrupted_create_is_finished_by_the_next_and_the_context_kept(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C once kwokctl has made the control plane: the user's current context is put back,
+    and the next `cluster.create` adds the nodes the first never got to."""
+    env = {**sim_env(tmp_path), "PRISM_ENV": "dev"}
+    kubeconfig = Path(env["PRISM_CLUSTER_KUBECONFIG"])
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: mine\ncontexts:\n"
+        "- name: mine\n  context: {cluster: mine, user: mine}\n"
+        "clusters:\n- name: mine\n  cluster: {server: 'https://127.0.0.1:1'}\n"
+        "users:\n- name: mine\n  user: {}\n"
+    )
+    cluster = SimCluster(home=tmp_path, env=env, name="prism-dev")
+    task = subprocess.Popen(
+        [INV, "cluster.create"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        pids = tmp_path / "kwok" / "clusters" / "prism-dev" / "pids"
+        deadline = time.monotonic() + 120
+        while len(list(pids.glob("*.pid"))) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the control plane is coming up: interrupt there
+        os.killpg(task.pid, signal.SIGINT)
+        out, err = task.communicate(timeout=120)
+        assert task.returncode == 130, out + err
+        assert "Traceback" not in err
+        assert "current-context: mine" in kubeconfig.read_text()
+
+        again = cluster.inv("cluster.create")
+        assert again.returncode == 0, again.stdout + again.stderr
+        nodes = cluster.get("nodes")["items"]
+        assert len(nodes) == 2  # dev: one server, one agent
+        assert all(
+            any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+            for n in nodes
+        )
+        assert "current-context: mine" in kubeconfig.read_text()
+    finally:
+        task.kill()
+        cluster.inv("cluster.delete")

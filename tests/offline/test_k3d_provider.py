@@ -118,7 +118,10 @@ def test_create_writes_the_config_runs_k3d_and_waits_for_nodes(
         list(CONFIG_VIEW),
         ["k3d", "cluster", "create", "--config", str(config)],
         wait("k3d-prism-local"),
-    ]
+        # which instance was made, for the ownership marker
+        ["kubectl", "--context", "k3d-prism-local", "get", "namespace", "kube-system", "-o",
+         "jsonpath={.metadata.uid}"],
+    ]  # fmt: skip
     assert ports_free == [8080, 8443, 50051, 6443]
     written = yaml.safe_load(config.read_text())
     assert written["metadata"] == {"name": "prism-local"}
