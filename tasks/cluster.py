@@ -103,7 +103,7 @@ def stop(c, provider=None):
     s = _settings.load(c)
     impl = _provider(t)
     _require_exists(c, s, t, impl)
-    _guard.require_owned(c, t)
+    _guard.require_owned(c, t, unanswered_ok=True)
     _target.forget_reachable(c, t)
     impl.stop(c, s, t)
 

@@ -8,6 +8,7 @@ without -H/-i/--ssh-config ... nothing changes, and fabric and paramiko are neve
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,6 +110,9 @@ def run(argv: list[str], **identity: Any) -> None:
     the boundary for the rest: an OS error (a full disk, a directory where a file should be),
     a value error, a broken pipe (`inv deploy.status | head -1`), Ctrl-C. `--debug` (invoke's
     own flag) keeps the traceback."""
+    # `kill` (SIGTERM) is handled as Ctrl-C: the task's clean-up runs (partial files go, a
+    # restore says what it left) instead of the process vanishing mid-write.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         try:
             program(ssh=wants_ssh(argv[1:]), **identity).run(argv)

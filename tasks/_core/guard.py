@@ -77,7 +77,7 @@ def is_owned(c: Context, t: Target) -> bool:
     return explicitly_named(s) or marker(s, t, c).is_file()
 
 
-def require_owned(c: Context, t: Target) -> None:
+def require_owned(c: Context, t: Target, unanswered_ok: bool = False) -> None:
     """Refuse to act on a cluster that is neither ours nor named by the user. A marker that
     recorded the cluster's instance must match the cluster there now: a same-named cluster made
     by someone else after ours is gone is not ours."""
@@ -95,6 +95,8 @@ def require_owned(c: Context, t: Target) -> None:
     if not recorded:
         return  # made by an interrupted create, or by an older prism-tasks: nothing to compare
     live = cluster_uid(c, t)
+    if not live and unanswered_ok:
+        return  # stopping a cluster that does not answer destroys nothing
     if not live:
         raise Exit(
             f"cannot confirm that cluster {t.name} is the one prism-tasks created: it does not "

@@ -305,7 +305,10 @@ def report_existing(c: Context, s: Settings, t: Target) -> None:
     if not _guard.is_dry(c) and not _command.query(c, probe, timeout=30).ok:
         # An interrupted create can leave the control plane half started: start what is not
         # running, and wait until the API answers.
-        print(f"cluster {t.name} exists but its API server is not ready: starting it")
+        print(f"cluster {t.name} exists but its API server is not ready: restarting it")
+        stop(c, s, t)  # with the API down, the node leases stay behind ...
+        start(c, s, t)
+        stop(c, s, t)  # ... so once it answers, let them go and start kwok afresh
         start(c, s, t)
     _target.require_reachable(c)
     listed = _command.ask(
@@ -392,7 +395,12 @@ def wait_api_ready(c: Context, t: Target, timeout: int) -> None:
         f"i=0; until {probe} >/dev/null 2>&1; do i=$((i+1)); "
         f"[ $i -ge {tries} ] && exit 1; sleep 0.2; done"
     )
-    _command.run(c, ["sh", "-c", script], hide=True)
+    if _command.run(c, ["sh", "-c", script], hide=True, warn=True).failed:
+        raise Exit(
+            f"the API server of cluster {t.name} did not answer within {timeout}s; "
+            "`inv cluster.stop cluster.start` restarts it",
+            code=1,
+        )
 
 
 def start(c: Context, s: Settings, t: Target) -> None:
@@ -401,6 +409,11 @@ def start(c: Context, s: Settings, t: Target) -> None:
 
 
 def stop(c: Context, s: Settings, t: Target) -> None:
+    # The node leases name this kwok; the one `start` runs will not manage the nodes' pods
+    # while they are held (it gives up on a lease that exists). Let them go with it.
+    _target.kubectl(
+        c, "delete", "leases", "--all", namespace="kube-node-lease", hide="both", warn=True
+    )
     _command.run(c, ["kwokctl", "stop", "cluster", "--name", t.name], hide="stderr")
 
 
