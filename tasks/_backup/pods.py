@@ -99,10 +99,13 @@ def require_pod(c: Context, pod: str, backend: str) -> None:
 
 def stream_out(c: Context, argv: list[str], partial: Path, secret: str | None = None) -> Result:
     """Run `argv` with its standard output going straight into `partial` (binary-safe: invoke
-    would decode it as text); `secret` is its first line of input."""
-    script = f"umask 077 && {shlex.join(argv)} > {shlex.quote(str(partial))}"
+    would decode it as text); `secret` is its first line of input.
+
+    The bytes pass through `cat`, which fails on a write error (a full disk) where kubectl
+    does not; with pipefail, either failing fails the command."""
+    script = f"set -o pipefail; umask 077 && {shlex.join(argv)} | cat > {shlex.quote(str(partial))}"
     extra = {"input": secret + "\n"} if secret is not None else {"in_stream": False}
-    return _command.run(c, ["sh", "-c", script], hide="both", warn=True, **extra)
+    return _command.run(c, ["bash", "-c", script], hide="both", warn=True, **extra)
 
 
 def stream_in(c: Context, argv: list[str], path: Path, secret: str | None = None) -> Result:

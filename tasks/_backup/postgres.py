@@ -50,8 +50,9 @@ def backup_postgres(c: Context) -> _files.Finished | None:
             return None
         if result.failed:
             raise Exit(
-                f"pg_dump failed: {_pods.reason(result)}; check PRISM_POSTGRES_USER/PASSWORD/DB in .env "
-                "and `inv backends.status --only postgres`",
+                f"pg_dump failed: {_pods.reason(result)}; nothing was kept (check the disk of "
+                f"{directory}, PRISM_POSTGRES_USER/PASSWORD/DB in .env and "
+                "`inv backends.status --only postgres`)",
                 code=1,
             )
         entries = archive_entries(c, partial)

@@ -402,3 +402,62 @@ def test_an_interrupted_redis_restore_changes_nothing_and_says_so(
     finally:
         redis.cli("CONFIG", "SET", "rdb-key-save-delay", "0")
         redis.cli("CONFIG", "SET", "save", "")
+
+
+def test_a_disk_that_fills_up_is_one_line_and_keeps_nothing(
+    backup_env: dict[str, str], notes: Postgres, tmp_path: Path
+) -> None:
+    """The backup directory is a 256 KiB tmpfs (in a mount namespace of the inv process's
+    own): the dump does not fit."""
+    notes.sql(
+        "INSERT INTO notes SELECT g, md5(g::text) || md5(random()::text) "
+        "FROM generate_series(100, 60000) g"
+    )
+    small = tmp_path / "small"
+    small.mkdir()
+    script = 'mount -t tmpfs -o size=256k tmpfs "$1" && shift && exec "$@"'
+    result = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script, "sh", str(small), INV, "backup.postgres"],
+        cwd=ROOT,
+        env={**os.environ, **backup_env, "PRISM_BACKUP_DIR": str(small / "backups")},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    notes.sql("DELETE FROM notes WHERE id >= 100")
+    line = one_line(result)
+    assert "No space left on device" in line or "no space left on device" in line, line
+    assert "nothing was kept" in line, line
+    assert everything_in(small) == []  # the tmpfs is gone with its namespace; nothing leaked
+
+
+def test_ctrl_c_during_a_backup_leaves_no_file(
+    backup_env: dict[str, str], notes: Postgres, backups: Path
+) -> None:
+    notes.sql(
+        "INSERT INTO notes SELECT g, md5(g::text) || md5(random()::text) "
+        "FROM generate_series(100, 400000) g"
+    )
+    try:
+        task = subprocess.Popen(
+            [INV, "backup.postgres"],
+            cwd=ROOT,
+            env={**os.environ, **backup_env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, like a shell's foreground job
+        )
+        deadline = time.monotonic() + 60
+        while not list(backups.glob(".*.partial")):
+            assert time.monotonic() < deadline and task.poll() is None, "no partial file seen"
+            time.sleep(0.01)
+        os.killpg(task.pid, signal.SIGINT)
+        out, err = task.communicate(timeout=60)
+        assert task.returncode == 130, out + err
+        assert "Traceback" not in err
+        assert everything_in(backups) == []
+    finally:
+        notes.sql("DELETE FROM notes WHERE id >= 100")
