@@ -14,7 +14,7 @@ import os
 import shlex
 import signal
 from collections.abc import Sequence
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from invoke import Context, Exit, Result, UnexpectedExit
@@ -176,7 +176,11 @@ class InterruptibleLocal(Local):
             super().send_interrupt(interrupt)
         process = getattr(self, "process", None)
         if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)  # reaches it even without a terminal
+            # Without a terminal (`kill`, a CI runner) only this process got the signal: pass
+            # it to the command and everything it started, deepest first.
+            for pid in [*_descendants(process.pid), process.pid]:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGINT)
 
     def run(self, command: str, **kwargs: Any) -> Result | None:
         try:
@@ -188,3 +192,24 @@ class InterruptibleLocal(Local):
         if self.interrupted:
             raise KeyboardInterrupt
         return result
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs, deepest first (from /proc; none elsewhere)."""
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                    parent = int(stat.rsplit(")", 1)[1].split()[1])
+                    children.setdefault(parent, []).append(int(entry))
+    found: list[int] = []
+
+    def walk(parent: int) -> None:
+        for child in children.get(parent, []):
+            walk(child)
+            found.append(child)
+
+    walk(pid)
+    return found

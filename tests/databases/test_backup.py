@@ -461,3 +461,51 @@ def test_ctrl_c_during_a_backup_leaves_no_file(
         assert everything_in(backups) == []
     finally:
         notes.sql("DELETE FROM notes WHERE id >= 100")
+
+
+def test_a_killed_backup_leaves_no_file_and_no_dump_running(
+    backup_env: dict[str, str], notes: Postgres, postgres: Postgres, backups: Path
+) -> None:
+    """`kill` (SIGTERM) of the inv process alone, no terminal: the dump it started goes too."""
+    notes.sql(
+        "INSERT INTO notes SELECT g, md5(g::text) || md5(random()::text) "
+        "FROM generate_series(100, 400000) g"
+    )
+    try:
+        task = subprocess.Popen(
+            [INV, "backup.postgres"],
+            cwd=ROOT,
+            env={**os.environ, **backup_env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not list(backups.glob(".*.partial")):
+            assert time.monotonic() < deadline and task.poll() is None, "no partial file seen"
+            time.sleep(0.01)
+        task.terminate()
+        out, err = task.communicate(timeout=60)
+        assert task.returncode == 130, out + err
+        assert "Traceback" not in err
+        assert everything_in(backups) == []
+        deadline = time.monotonic() + 10
+        while dumps_of(postgres) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert dumps_of(postgres) == []
+    finally:
+        notes.sql("DELETE FROM notes WHERE id >= 100")
+
+
+def dumps_of(postgres: Postgres) -> list[str]:
+    """pg_dump processes still connected to this server's port."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"pg_dump") for a in argv[:1]) and str(postgres.port).encode() in argv:
+            found.append(proc.name)
+    return found
