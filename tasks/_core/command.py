@@ -195,15 +195,18 @@ class InterruptibleLocal(Local):
 
 
 def _descendants(pid: int) -> list[int]:
-    """The processes `pid` started, and theirs, deepest first (from /proc; none elsewhere)."""
+    """The processes `pid` started, and theirs, deepest first, as far as a terminal's Ctrl-C
+    would reach them: daemons that left for a session of their own (a simulated cluster's
+    control plane, started by kwokctl) are left alone. From /proc; none elsewhere."""
     children: dict[int, list[int]] = {}
+    session = os.getsid(0)
     with contextlib.suppress(OSError):
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 with contextlib.suppress(OSError, ValueError, IndexError):
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                    parent = int(stat.rsplit(")", 1)[1].split()[1])
-                    children.setdefault(parent, []).append(int(entry))
+                    fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                    if int(fields[3]) == session:  # fields: state ppid pgrp session ...
+                        children.setdefault(int(fields[1]), []).append(int(entry))
     found: list[int] = []
 
     def walk(parent: int) -> None:
