@@ -3,6 +3,7 @@ cluster (kwok). The provider modules do the tool-specific work; this module is t
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import TYPE_CHECKING
 
@@ -130,10 +131,12 @@ def delete(c, provider=None):
     help={
         "provider": PROVIDER_HELP,
         "yes": "Do not ask for confirmation before removing the data directory.",
+        "backups": "Remove the backups in the data directory too (kept by default).",
     }
 )
-def purge(c, provider=None, yes=False):
-    """Delete the cluster and remove its data directory (asks first unless --yes)."""
+def purge(c, provider=None, yes=False, backups=False):
+    """Delete the cluster and remove its data directory, backups kept (asks first unless --yes)."""
+    from ._core import command as _command
     from ._core import guard as _guard
 
     t = _resolve(c, provider)
@@ -142,13 +145,29 @@ def purge(c, provider=None, yes=False):
     found = impl.exists(c, s, t)
     if found:
         _guard.require_owned(c, t)
-    _guard.confirm(f"remove cluster {t.name} and everything in {s.data_dir}?", yes)
+    what = f"everything in {s.data_dir}" + ("" if backups else " but backups/")
+    _guard.confirm(f"remove cluster {t.name} and {what}?", yes)
     if found:
         _target.forget_reachable(c, t)
         impl.delete(c, s, t)
         _guard.forget(c, t)
-    impl.purge(c, s, t)
-    print(f"cluster {t.name} purged")
+    _command.run(c, purge_command(str(s.data_dir), keep_backups=not backups))
+    kept = "" if backups else f"; backups kept in {s.data_dir}/backups"
+    print(f"cluster {t.name} purged{kept}")
+
+
+def purge_command(data_dir: str, keep_backups: bool) -> list[str]:
+    """Remove the data directory (on the machine the commands run on), or all of it but the
+    backups. Backups are what a purge is most likely to be regretted for."""
+    if not keep_backups:
+        return ["rm", "-rf", data_dir]
+    quoted = shlex.quote(data_dir)
+    return [
+        "sh",
+        "-c",
+        f"[ -d {quoted} ] || exit 0; "
+        f"find {quoted} -mindepth 1 -maxdepth 1 ! -name backups -exec rm -rf {{}} +",
+    ]
 
 
 @task(help={"provider": PROVIDER_HELP})

@@ -155,7 +155,7 @@ def list_(c):
 
 @task
 def registry(c):
-    """Create the local image registry (idempotent); `cluster.registry` attaches it."""
+    """Create the local image registry (idempotent); PRISM_CLUSTER_REGISTRY=true clusters use it."""
     from ._providers import k3d as _k3d
     from ._providers import k3d_registry as _registry
 

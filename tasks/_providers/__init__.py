@@ -41,9 +41,6 @@ class Provider(Protocol):
     def delete(self, c: Context, s: Settings, t: Target) -> None:
         """Remove the cluster; data in the environment's data directory stays."""
 
-    def purge(self, c: Context, s: Settings, t: Target) -> None:
-        """Remove the environment's data directory (the cluster is gone already)."""
-
     def merge_kubeconfig(self, c: Context, s: Settings, t: Target) -> None:
         """Write the cluster's context into the kubeconfig without switching to it."""
 

@@ -372,10 +372,6 @@ def delete(c: Context, s: Settings, t: Target) -> None:
     _command.run(c, ["k3d", "cluster", "delete", t.name])
 
 
-def purge(c: Context, s: Settings, t: Target) -> None:
-    _command.run(c, ["rm", "-rf", str(s.data_dir)])
-
-
 def merge_kubeconfig(c: Context, s: Settings, t: Target) -> None:
     """(Re)write the cluster's context into the project's kubeconfig without switching to it."""
     argv = ["k3d", "kubeconfig", "merge", t.name, "--kubeconfig-switch-context=false"]

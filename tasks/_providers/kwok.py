@@ -421,7 +421,3 @@ def delete(c: Context, s: Settings, t: Target) -> None:
     _command.run(
         c, ["kwokctl", "delete", "cluster", "--name", t.name, *_kubeconfig_flags(t)], hide="stderr"
     )
-
-
-def purge(c: Context, s: Settings, t: Target) -> None:
-    _command.run(c, ["rm", "-rf", str(s.data_dir)])

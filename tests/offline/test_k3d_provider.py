@@ -503,7 +503,7 @@ def test_delete_of_a_missing_cluster_does_nothing(capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.usefixtures("k3d_env", "owned")
-def test_purge_yes_deletes_the_cluster_and_the_data_dir(tmp_path: Path) -> None:
+def test_purge_backups_yes_deletes_the_cluster_and_the_whole_data_dir(tmp_path: Path) -> None:
     c = shell(
         {
             **EXISTING,
@@ -511,11 +511,27 @@ def test_purge_yes_deletes_the_cluster_and_the_data_dir(tmp_path: Path) -> None:
             cmd("rm", "-rf", str(data(tmp_path))): ok(),
         }
     )
-    cluster.purge(c, yes=True)
+    cluster.purge(c, yes=True, backups=True)
     assert changes(c) == [
         ["k3d", "cluster", "delete", "prism-local"],
         ["rm", "-rf", str(data(tmp_path))],
     ]
+
+
+def test_purge_keeps_the_backups_unless_asked(tmp_path: Path) -> None:
+    """The command purge runs, run for real on a data directory with backups in it."""
+    import subprocess
+
+    directory = tmp_path / "data-dir"
+    (directory / "backups").mkdir(parents=True)
+    (directory / "backups" / "postgres-20250101-000000.dump").write_text("keep")
+    (directory / "local-storage" / "pvc").mkdir(parents=True)
+    (directory / "k3d-prism-local.yaml").write_text("x")
+    subprocess.run(cluster.purge_command(str(directory), keep_backups=True), check=True)
+    assert sorted(p.name for p in directory.iterdir()) == ["backups"]
+    assert (directory / "backups" / "postgres-20250101-000000.dump").read_text() == "keep"
+    gone = tmp_path / "never-made"
+    subprocess.run(cluster.purge_command(str(gone), keep_backups=True), check=True)
 
 
 @pytest.mark.usefixtures("k3d_env", "owned")
