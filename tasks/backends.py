@@ -13,8 +13,11 @@ ONLY_HELP = "Comma-separated backends, e.g. redis,postgres (default: backends.en
 
 
 def chosen(c: Context, only: str | None) -> list[str]:
-    names = [n.strip() for n in (only or _settings.load(c).backends.enabled).split(",")]
-    names = [n for n in names if n]
+    from ._deploy import render as _render
+
+    if not only:
+        return _render.enabled_backends(_settings.load(c))
+    names = [n.strip() for n in only.split(",") if n.strip()]
     if not names:
         raise Exit("no backend chosen; pass --only redis,postgres or set backends.enabled", code=1)
     return names

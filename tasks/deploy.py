@@ -35,7 +35,9 @@ def deploy_steps(
     s = _settings.load(c)
     wait = _settings.seconds(timeout, s.deploy.timeout)
     started = time.monotonic()
-    objects = _render.plan_objects(c, _overlay(c, overlay))
+    objects = _render.plan_objects(
+        c, _overlay(c, overlay), only_backends=_render.enabled_backends(s)
+    )
     t = _target.require_reachable(c)
     if not _guard.is_dry(c):
         _guard.require_owned(c, t)  # the .env credentials go only where we may put them
@@ -82,7 +84,8 @@ def render(c, overlay=None, output=None):
 
     if output and Path(output).is_dir():
         raise Exit(f"--output {output} is a directory; give a file name", code=1)
-    objects = _render.plan_objects(c, _overlay(c, overlay), for_apply=False)
+    enabled = _render.enabled_backends(_settings.load(c))
+    objects = _render.plan_objects(c, _overlay(c, overlay), enabled, for_apply=False)
     text = _render.to_yaml(objects)
     if output:
         from ._core import guard as _guard
@@ -101,7 +104,8 @@ def diff(c, overlay=None):
     from ._deploy import render as _render
 
     _target.require_reachable(c)
-    objects = _render.plan_objects(c, _overlay(c, overlay), for_apply=False)
+    enabled = _render.enabled_backends(_settings.load(c))
+    objects = _render.plan_objects(c, _overlay(c, overlay), enabled, for_apply=False)
     result = _target.kubectl(
         c,
         "diff",
@@ -192,7 +196,9 @@ def delete(c, overlay=None, yes=False):
 
     _guard.require_owned(c, t)
     _guard.confirm(f"delete the Prism stack from cluster {t.name}?", yes)
-    objects = _render.plan_objects(c, _overlay(c, overlay), for_apply=False)
+    # every backend there could be, enabled or not: what was deployed before goes too
+    every = _render.available_backends()
+    objects = _render.plan_objects(c, _overlay(c, overlay), every, for_apply=False)
     keep = {"Namespace", "StorageClass"}
     doomed = [o for o in objects if o["kind"] not in keep]
     _target.kubectl(

@@ -114,6 +114,15 @@ def backend_names(objects: Iterable[dict[str, Any]]) -> set[str]:
     return {labels(o).get(NAME, "") for o in objects if labels(o).get(TIER) == "backend"}
 
 
+def enabled_backends(s: _settings.Settings) -> list[str]:
+    """backends.enabled (PRISM_BACKENDS_ENABLED): the one switch for which backends every
+    deploy, diff, render and status includes, whatever the overlay lists."""
+    names = [n.strip() for n in str(s.backends.enabled).split(",") if n.strip()]
+    if not names:
+        raise Exit("no backend enabled; set PRISM_BACKENDS_ENABLED (backends.enabled)", code=1)
+    return names
+
+
 def available_backends() -> list[str]:
     return sorted(
         p.name

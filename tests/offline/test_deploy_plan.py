@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from invoke import Context, Exit
-from support.cli import make_context
+from support.cli import inv, make_context
 
 from tasks._deploy import render as _render
 from tasks._kube.readiness import is_ready
@@ -146,3 +146,19 @@ def workload(
 )
 def test_ready_means_current_spec_fully_rolled_out(obj: dict, ready: bool) -> None:
     assert is_ready(obj) is ready
+
+
+def test_backends_enabled_decides_what_render_includes() -> None:
+    """backends.enabled is the one switch: Kafka (in the local overlay, not enabled by
+    default) is left out, and enabling it brings it in without editing a kustomization."""
+    default = inv("deploy.render", "--overlay", "local")
+    assert default.returncode == 0, default.stderr
+    assert "name: kafka\n" not in default.stdout
+    with_kafka = inv(
+        "deploy.render",
+        "--overlay",
+        "ci",
+        env={"PRISM_BACKENDS_ENABLED": "redis,nats,minio,postgres,kafka"},
+    )
+    assert with_kafka.returncode == 0, with_kafka.stderr
+    assert "name: kafka\n" in with_kafka.stdout
