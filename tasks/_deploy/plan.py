@@ -62,7 +62,6 @@ class Plan:
     of a no-op apply's time); the API itself needs one request per object."""
 
     def __init__(self, api: Any, objects: Sequence[dict[str, Any]], steps: Sequence[Step]):
-
         self.api = api
         self.resources = _kube.Resources(api)
         self.steps = list(steps)
@@ -88,13 +87,11 @@ class Plan:
                 raise StepFailed(f"{error.message} (nothing was applied)") from None
 
     def apply(self, objects: Sequence[dict[str, Any]]) -> None:
-
         for obj in apply_order(objects):
             _kube.server_side_apply(self.api, self.resources, obj, FIELD_MANAGER)
 
     def snapshot(self, namespaces: Iterable[str]) -> dict[Key, dict[str, Any]]:
         """Every prism workload in the given namespaces, as the API shows it now."""
-
         found: dict[Key, dict[str, Any]] = {}
         for namespace in sorted(set(namespaces)):
             for kind, plural in (("Deployment", "deployments"), ("StatefulSet", "statefulsets")):
@@ -127,7 +124,6 @@ class Plan:
 
     def unblock(self, statefulset: dict[str, Any]) -> None:
         """Delete pods of an outdated revision that never became Ready, once per revision.
-
         A StatefulSet's rolling update waits for each pod to be Ready before replacing it, so a
         pod from a broken template (say, an image or node selector that was wrong) would block
         the fixed template forever; a careful operator deletes it, and so does this."""
