@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -103,6 +105,22 @@ def partial_path(directory: Path, backend: str, when: str) -> Path:
     """Hidden, so `backup.list` never shows it; the process id keeps two runs in the same second
     from writing into one partial file."""
     return directory / f".{backend}-{when}.{os.getpid()}{SUFFIXES[backend]}.partial"
+
+
+@contextmanager
+def writing(partial: Path) -> Iterator[Path]:
+    """The partial file a backup streams into: removed however the block ends (published
+    backups are a hard link of their own), and an OS error (a full disk, a directory gone) ends
+    in one line. Nothing half-written stays."""
+    try:
+        yield partial
+    except OSError as error:
+        raise Exit(
+            f"cannot write the backup in {partial.parent}: {error.strerror}; nothing was kept",
+            code=1,
+        ) from None
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def publish(partial: Path, backend: str, when: str, digest: str) -> Path:

@@ -40,7 +40,42 @@ def reason(result: Result) -> str:
 
 
 def _noise(line: str) -> bool:
-    return line.startswith(EXEC_NOISE) or bool(KLOG.match(line))
+    return line.startswith((*EXEC_NOISE, "prism-sent:")) or bool(KLOG.match(line))
+
+
+# How the pod side reports a stream it sent: its producer's exit status and the byte count, on
+# standard error (the data itself is on standard output). This side checks both.
+SENT = re.compile(r"^prism-sent: exit=(\d+)$|^prism-sent: bytes= *(\d+)$", re.M)
+
+
+def counted(producer: str) -> str:
+    """Shell (in the pod) that passes `producer`'s output on unchanged and then says, on
+    standard error, how `producer` exited and how many bytes went out."""
+    return (
+        f'exec 3>&1; {{ {producer}; echo "prism-sent: exit=$?" >&2; }} '
+        '| tee /dev/fd/3 | wc -c | sed "s/^/prism-sent: bytes=/" >&2'
+    )
+
+
+def require_whole(result: Result, partial: Path, what: str, hint: str = "") -> None:
+    """The stream arrived whole: the producer in the pod exited 0, and as many bytes arrived
+    here as it sent. Raises Exit otherwise (the caller removes the partial file)."""
+    hint = f" ({hint})" if hint else ""
+    exits = [int(m.group(1)) for m in SENT.finditer(result.stderr or "") if m.group(1)]
+    sent = [int(m.group(2)) for m in SENT.finditer(result.stderr or "") if m.group(2)]
+    if not exits or not sent:
+        raise Exit(f"{what}: the pod did not say how the stream ended; nothing was kept", code=1)
+    if exits[-1] != 0:
+        raise Exit(
+            f"{what} failed: {reason(result)}; nothing was kept{hint}",
+            code=1,
+        )
+    arrived = partial.stat().st_size
+    if arrived != sent[-1]:
+        raise Exit(
+            f"{what}: the pod sent {sent[-1]} bytes but {arrived} arrived; nothing was kept",
+            code=1,
+        )
 
 
 def in_pod(c: Context, pod: str, *command: str, stdin: bool = False) -> list[str]:

@@ -42,9 +42,11 @@ def backup_postgres(c: Context) -> _files.Finished | None:
     directory = _files.ready_dir(c)
     when = _files.stamp()
     partial = _files.partial_path(directory, "postgres", when)
-    dump = f"{READ_PASSWORD}exec pg_dump {shlex.join([*_connection(c, user), '-Fc', db])}"
+    dump = READ_PASSWORD + _pods.counted(
+        f"pg_dump {shlex.join([*_connection(c, user), '-Fc', db])}"
+    )
     argv = _pods.in_pod(c, s.backup.postgres_pod, "sh", "-c", dump, stdin=True)
-    try:
+    with _files.writing(partial):
         result = _pods.stream_out(c, argv, partial, secret=password)
         if _guard.is_dry(c):
             return None
@@ -55,15 +57,16 @@ def backup_postgres(c: Context) -> _files.Finished | None:
                 "`inv backends.status --only postgres`)",
                 code=1,
             )
+        _pods.require_whole(
+            result,
+            partial,
+            "pg_dump",
+            "check PRISM_POSTGRES_USER/PASSWORD/DB in .env and "
+            "`inv backends.status --only postgres`",
+        )
         entries = archive_entries(c, partial)
         digest = _files.sha256(partial)
         final = _files.publish(partial, "postgres", when, digest)
-    except OSError as error:  # a full disk, a directory gone: nothing half-written stays
-        raise Exit(
-            f"cannot write the backup in {directory}: {error.strerror}; nothing was kept", code=1
-        ) from None
-    finally:
-        partial.unlink(missing_ok=True)
     return _files.Finished(
         final,
         final.stat().st_size,

@@ -177,8 +177,9 @@ def backup_redis(c: Context) -> _files.Finished | None:
     partial = _files.partial_path(directory, "redis", when)
     source = shlex.quote(f"{s.backup.redis_data_dir.rstrip('/')}/{RDB_FILE}")
     # Copy first, then check and send that copy: a later snapshot may replace dump.rdb meanwhile.
-    copy = _pods.in_temp_file(f'cp {source} "$f" && redis-check-rdb "$f" >&2 && cat "$f"')
-    try:
+    send = _pods.counted('cat "$f"')
+    copy = _pods.in_temp_file(f'cp {source} "$f" && redis-check-rdb "$f" >&2 && {send}')
+    with _files.writing(partial):
         result = _pods.stream_out(c, _pods.in_pod(c, s.backup.redis_pod, "sh", "-c", copy), partial)
         if _guard.is_dry(c):
             return None
@@ -188,16 +189,11 @@ def backup_redis(c: Context) -> _files.Finished | None:
                 f"is backup.redis_data_dir ({s.backup.redis_data_dir}) Redis' dir?",
                 code=1,
             )
+        _pods.require_whole(result, partial, "copying the snapshot")
         count = parse_rdb_check(result.stderr)
         _files.check_rdb(partial)
         digest = _files.sha256(partial)
         final = _files.publish(partial, "redis", when, digest)
-    except OSError as error:  # a full disk, a directory gone: nothing half-written stays
-        raise Exit(
-            f"cannot write the backup in {directory}: {error.strerror}; nothing was kept", code=1
-        ) from None
-    finally:
-        partial.unlink(missing_ok=True)
     return _files.Finished(
         final,
         final.stat().st_size,

@@ -432,70 +432,64 @@ def test_a_disk_that_fills_up_is_one_line_and_keeps_nothing(
     assert everything_in(small) == []  # the tmpfs is gone with its namespace; nothing leaked
 
 
-def test_ctrl_c_during_a_backup_leaves_no_file(
-    backup_env: dict[str, str], notes: Postgres, backups: Path
-) -> None:
+@pytest.fixture
+def big_notes(notes: Postgres) -> Iterator[Postgres]:
+    """Enough rows that a dump takes a moment: long enough to interrupt."""
     notes.sql(
         "INSERT INTO notes SELECT g, md5(g::text) || md5(random()::text) "
         "FROM generate_series(100, 400000) g"
     )
-    try:
-        task = subprocess.Popen(
-            [INV, "backup.postgres"],
-            cwd=ROOT,
-            env={**os.environ, **backup_env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its own process group, like a shell's foreground job
-        )
-        deadline = time.monotonic() + 60
-        while not list(backups.glob(".*.partial")):
-            assert time.monotonic() < deadline and task.poll() is None, "no partial file seen"
-            time.sleep(0.01)
-        os.killpg(task.pid, signal.SIGINT)
-        out, err = task.communicate(timeout=60)
-        assert task.returncode == 130, out + err
-        assert "Traceback" not in err
-        assert everything_in(backups) == []
-    finally:
-        notes.sql("DELETE FROM notes WHERE id >= 100")
+    yield notes
+    notes.sql("DELETE FROM notes WHERE id >= 100")
 
 
+def backup_in_flight(
+    backup_env: dict[str, str], backups: Path, new_session: bool
+) -> subprocess.Popen[str]:
+    """`inv backup.postgres`, returned once its partial file exists."""
+    task = subprocess.Popen(
+        [INV, "backup.postgres"],
+        cwd=ROOT,
+        env={**os.environ, **backup_env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=new_session,
+    )
+    deadline = time.monotonic() + 60
+    while not list(backups.glob(".*.partial")):
+        assert time.monotonic() < deadline and task.poll() is None, "no partial file seen"
+        time.sleep(0.01)
+    return task
+
+
+@pytest.mark.usefixtures("big_notes")
+def test_ctrl_c_during_a_backup_leaves_no_file(backup_env: dict[str, str], backups: Path) -> None:
+    """^C to the whole process group, as a terminal sends it."""
+    task = backup_in_flight(backup_env, backups, new_session=True)
+    os.killpg(task.pid, signal.SIGINT)
+    out, err = task.communicate(timeout=60)
+    assert task.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert everything_in(backups) == []
+
+
+@pytest.mark.usefixtures("big_notes")
 def test_a_killed_backup_leaves_no_file_and_no_dump_running(
-    backup_env: dict[str, str], notes: Postgres, postgres: Postgres, backups: Path
+    backup_env: dict[str, str], postgres: Postgres, backups: Path
 ) -> None:
     """`kill` (SIGTERM) of the inv process alone, no terminal: the dump it started goes too."""
-    notes.sql(
-        "INSERT INTO notes SELECT g, md5(g::text) || md5(random()::text) "
-        "FROM generate_series(100, 400000) g"
-    )
-    try:
-        task = subprocess.Popen(
-            [INV, "backup.postgres"],
-            cwd=ROOT,
-            env={**os.environ, **backup_env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while not list(backups.glob(".*.partial")):
-            assert time.monotonic() < deadline and task.poll() is None, "no partial file seen"
-            time.sleep(0.01)
-        task.terminate()
-        out, err = task.communicate(timeout=60)
-        assert task.returncode == 130, out + err
-        assert "Traceback" not in err
-        assert everything_in(backups) == []
-        deadline = time.monotonic() + 10
-        while dumps_of(postgres) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert dumps_of(postgres) == []
-    finally:
-        notes.sql("DELETE FROM notes WHERE id >= 100")
+    task = backup_in_flight(backup_env, backups, new_session=False)
+    task.terminate()
+    out, err = task.communicate(timeout=60)
+    assert task.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert everything_in(backups) == []
+    deadline = time.monotonic() + 10
+    while dumps_of(postgres) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert dumps_of(postgres) == []
 
 
 def dumps_of(postgres: Postgres) -> list[str]:
@@ -509,3 +503,32 @@ def dumps_of(postgres: Postgres) -> list[str]:
         if any(a.endswith(b"pg_dump") for a in argv[:1]) and str(postgres.port).encode() in argv:
             found.append(proc.name)
     return found
+
+
+def test_a_stream_that_loses_bytes_on_the_way_is_not_kept(
+    backup_env: dict[str, str], notes: Postgres, backups: Path, tmp_path: Path
+) -> None:
+    """kubectl passes only part of the dump on and still exits 0 (a stream cut in transit):
+    the pod's own byte count says so, and nothing is kept."""
+    real = subprocess.run(["sh", "-c", "command -v kubectl"], capture_output=True, text=True)
+    wrapper = tmp_path / "bin" / "kubectl"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *pg_dump*) {real.stdout.strip()} "$@" | {{ head -c 1000; cat >/dev/null; }};;\n'
+        f'  *) exec {real.stdout.strip()} "$@";;\nesac\n'
+    )
+    wrapper.chmod(0o755)
+    env = {**os.environ, **backup_env, "PATH": f"{wrapper.parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [INV, "backup.postgres"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = one_line(result)
+    assert re.search(r"pg_dump: the pod sent \d+ bytes but 1000 arrived; nothing was kept", line)
+    assert everything_in(backups) == []
