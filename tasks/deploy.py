@@ -219,6 +219,30 @@ def delete(c, overlay=None, yes=False):
         _target.kubectl(c, "delete", "pv", *volumes, "--ignore-not-found", "--timeout=120s")
 
 
+@task(
+    help={
+        "app": "The workload: prism-admin, prism-proxy, a runner or a backend (redis, ...).",
+        "timeout": "Seconds to wait for the new pods to be Ready (default: deploy.timeout).",
+    }
+)
+def restart(c, app, timeout=None):
+    """Restart a workload's pods (a rollout restart) and wait until the new ones are Ready."""
+    from ._core import guard as _guard
+    from ._deploy import plan as _plan
+
+    s = _settings.load(c)
+    wait = _settings.seconds(timeout, s.deploy.timeout)
+    started = time.monotonic()
+    t = _target.require_reachable(c)
+    if not _guard.is_dry(c):
+        _guard.require_owned(c, t)
+    kind, namespace, name = _plan.restart(c, app, wait)
+    if not _guard.is_dry(c):
+        print(
+            f"restarted {kind} {namespace}/{name}: new pods Ready in {time.monotonic() - started:.1f}s"
+        )
+
+
 ns = Collection(
     "deploy",
     all_,
@@ -232,6 +256,7 @@ ns = Collection(
     diff,
     status,
     delete,
+    restart,
 )
 _settings.configure(
     ns,

@@ -257,6 +257,42 @@ def run_plan(
         return Plan(api, objects, steps).run(timeout)
 
 
+def restart(c: Context, app: str, timeout: int) -> Key:
+    """Roll a workload's pods (what `kubectl rollout restart` does: a new annotation on the pod
+    template) and wait until the new pods are Ready. Returns the workload restarted."""
+    from datetime import UTC, datetime
+
+    with _kube.api_client(c) as api:
+        plan = Plan(api, [], [])
+        found = [k for k in plan.snapshot(("prism", "prism-backends")) if k[2] == app]
+        if not found:
+            known = sorted(k[2] for k in plan.snapshot(("prism", "prism-backends")))
+            raise Exit(
+                f"no Prism workload {app!r} in the cluster; choose one of: {', '.join(known)}",
+                code=1,
+            )
+        kind, namespace, name = key = found[0]
+        plural = "deployments" if kind == "Deployment" else "statefulsets"
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}
+        if c.config.run.dry:
+            print(f"would restart {kind} {namespace}/{name} ({RESTARTED_AT}={now})")
+            return key
+        path = f"/apis/apps/v1/namespaces/{namespace}/{plural}/{name}"
+        status, answer = _kube.request(
+            api, "PATCH", path, body=patch, content_type="application/merge-patch+json"
+        )
+        if status >= 300:
+            raise Exit(f"cannot restart {kind} {namespace}/{name}: {answer.get('message')}", code=1)
+        plan.progress.say(f"↻ restarting {kind} {namespace}/{name}")
+        plan.guarded("restart", plan.wait_ready, "restart", [key], timeout)
+    return key
+
+
+# The annotation `kubectl rollout restart` sets: a new value makes a new pod template revision.
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
 def dry_plan(c: Context, objects: Sequence[dict[str, Any]], steps: Sequence[Step]) -> list[Outcome]:
     """What a deploy would send, step by step, without touching the cluster."""
     import shlex

@@ -388,3 +388,32 @@ def test_delete_then_deploy_converges(sim_cluster: SimCluster, deployed: str) ->
     assert again.returncode == 0, again.stdout + again.stderr
     claim = sim_cluster.get("pvc", "prism-admin-data", "-n", "prism")
     assert claim["status"]["phase"] == "Bound"
+
+
+def test_restart_rolls_the_pods_and_waits_for_the_new_ones(
+    sim_cluster: SimCluster, deployed: str
+) -> None:
+    def pods() -> set[str]:
+        found = sim_cluster.get("pods", "-n", "prism", "-l", "app=prism-admin")["items"]
+        return {p["metadata"]["name"] for p in found if not p["metadata"].get("deletionTimestamp")}
+
+    before = pods()
+    result = sim_cluster.inv("deploy.restart", "prism-admin", "--timeout", "60")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "restarted Deployment prism/prism-admin: new pods Ready in" in result.stdout
+    admin = workloads(sim_cluster)[("prism", "Deployment", "prism-admin")]
+    annotations = admin["spec"]["template"]["metadata"]["annotations"]
+    assert "kubectl.kubernetes.io/restartedAt" in annotations
+    assert admin["status"]["readyReplicas"] == admin["status"]["updatedReplicas"] == 1
+    assert pods().isdisjoint(before)
+
+
+def test_restart_of_an_unknown_workload_names_the_known_ones(
+    sim_cluster: SimCluster, deployed: str
+) -> None:
+    result = sim_cluster.inv("deploy.restart", "prism-admn")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("no Prism workload 'prism-admn' in the cluster; choose one of: ")
+    assert "prism-admin" in last
