@@ -20,10 +20,8 @@ PROVIDER_HELP = "Cluster provider: auto (k3d when Docker answers, else kwok), k3
 
 
 def _resolve(c: Context, provider: str | None, announce: bool = True) -> Target:
-    from ._providers import for_target
-
     t = _target.resolve(c, provider)
-    for_target(t).require_runtime(c)
+    _provider(t).require_runtime(c)
     if announce:
         print(f"provider: {t.provider} ({t.reason}); cluster {t.name}, context {t.context}")
     return t

@@ -153,12 +153,14 @@ def stream_in(c: Context, argv: list[str], path: Path, secret: str | None = None
     return _command.run(c, ["sh", "-c", script], hide="both", warn=True, input=secret + "\n")
 
 
-def receive(path: Path, digest: str, then: str) -> str:
+def receive(path: Path, digest: str, then: str, f: str = "$(mktemp)") -> str:
     """Shell (in the pod) that takes exactly the file's bytes from standard input into a
-    temporary file "$f", checks its sha256, then runs `then`; the file is removed on exit."""
+    temporary file "$f" (`f`), checks its sha256, then runs `then`; the file is removed on
+    exit."""
     return in_temp_file(
         f'head -c {path.stat().st_size} > "$f" && '
-        f'echo "{digest}  $f" | sha256sum -c >/dev/null && {then}'
+        f'echo "{digest}  $f" | sha256sum -c >/dev/null && {then}',
+        f=f,
     )
 
 

@@ -287,12 +287,7 @@ def _put_in_place(c: Context, path: Path, digest: str) -> RdbCount | None:
     target = shlex.quote(f"{directory}/{RDB_FILE}")
     # The temporary copy lives in the data directory so that the rename cannot cross filesystems.
     staged = shlex.quote(f"{directory}/.prism-restore.rdb")
-    script = _pods.in_temp_file(
-        f'head -c {path.stat().st_size} > "$f" && '
-        f'echo "{digest}  $f" | sha256sum -c >/dev/null && '
-        f'redis-check-rdb "$f" >&2 && mv "$f" {target}',
-        f=staged,
-    )
+    script = _pods.receive(path, digest, f'redis-check-rdb "$f" >&2 && mv "$f" {target}', f=staged)
     result = _pods.stream_in(
         c, _pods.in_pod(c, s.backup.redis_pod, "sh", "-c", script, stdin=True), path
     )

@@ -17,7 +17,7 @@ from invoke import Context, Exit
 
 from . import command as _command
 from . import settings as _settings
-from .target import Target
+from .target import Target, kube_flags
 
 
 def marker(s: _settings.Settings, t: Target, c: Context | None = None) -> Path:
@@ -34,11 +34,8 @@ def is_dry(c: Context) -> bool:
 def cluster_uid(c: Context, t: Target) -> str:
     """What tells one cluster instance from another of the same name: the UID of its
     kube-system namespace, made when its API server first started. "" when it does not answer."""
-    from .command import query
-    from .target import kube_flags
-
     argv = ["kubectl", *kube_flags(t), "get", "namespace", "kube-system"]
-    answer = query(c, [*argv, "-o", "jsonpath={.metadata.uid}"], timeout=15)
+    answer = _command.query(c, [*argv, "-o", "jsonpath={.metadata.uid}"], timeout=15)
     return answer.stdout.strip() if answer.ok else ""
 
 

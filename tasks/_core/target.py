@@ -91,6 +91,11 @@ def kubectl(c: Context, *args: str, namespace: str | None = None, **kwargs: Any)
     return run(c, [*argv, *args], **kwargs)
 
 
+def readyz(t: Target) -> list[str]:
+    """The probe of whether the cluster's API server is ready to serve."""
+    return ["kubectl", *kube_flags(t), "get", "--raw", "/readyz"]
+
+
 # Clusters whose API server answered in this process, by (where, target): a task and its
 # pre-tasks probe once (a probe is an SSH round trip on a remote host).
 _reachable: set[tuple[str, Target]] = set()
@@ -103,7 +108,7 @@ def require_reachable(c: Context) -> Target:
         return t  # a dry run may plan against a cluster that does not exist yet
     if (where(c), t) in _reachable:
         return t
-    answer = query(c, ["kubectl", *kube_flags(t), "get", "--raw", "/readyz"], timeout=30)
+    answer = query(c, readyz(t), timeout=30)
     if not answer.ok:
         raise Exit(
             f"cannot reach cluster {t.name} (context {t.context}): {why(answer)}; "

@@ -262,7 +262,6 @@ def check_binaries(c: Context) -> str:
 def check_ports_free(c: Context, s: Settings) -> None:
     if _command.is_remote(c):
         return  # the host's kwokctl reports a busy port itself
-
     for key, port in control_plane_ports(s).items():
         problem = _ports.port_unavailable(port)
         if problem:
@@ -301,8 +300,7 @@ def exists(c: Context, s: Settings, t: Target) -> bool:
 def report_existing(c: Context, s: Settings, t: Target) -> None:
     """The cluster exists: finish what an interrupted `create` left (its nodes), or say that
     there is nothing to do."""
-    probe = ["kubectl", *_target.kube_flags(t), "get", "--raw", "/readyz"]
-    if not _guard.is_dry(c) and not _command.query(c, probe, timeout=30).ok:
+    if not _guard.is_dry(c) and not _command.query(c, _target.readyz(t), timeout=30).ok:
         # An interrupted create can leave the control plane half started: start what is not
         # running, and wait until the API answers.
         print(f"cluster {t.name} exists but its API server is not ready: restarting it")
@@ -389,7 +387,7 @@ def create(c: Context, s: Settings, t: Target) -> None:
 def wait_api_ready(c: Context, t: Target, timeout: int) -> None:
     """kwokctl returns once the API serves; its bootstrap (RBAC roles, priority classes) may
     still be finishing. /readyz has no watch, so this is a short bounded retry on the host."""
-    probe = shlex.join(["kubectl", *_target.kube_flags(t), "get", "--raw", "/readyz"])
+    probe = shlex.join(_target.readyz(t))
     tries = max(1, timeout * 5)
     script = (
         f"i=0; until {probe} >/dev/null 2>&1; do i=$((i+1)); "
