@@ -106,6 +106,9 @@ def diff(c, overlay=None):
     _target.require_reachable(c)
     enabled = _render.enabled_backends(_settings.load(c))
     objects = _render.plan_objects(c, _overlay(c, overlay), enabled, for_apply=False)
+    # a deploy leaves the replica count of an autoscaled workload to its HPA: so does the diff
+    scaled = _render.autoscaled(objects)
+    objects = [_render.without_replicas(o) if _render.key(o) in scaled else o for o in objects]
     result = _target.kubectl(
         c,
         "diff",

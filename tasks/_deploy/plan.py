@@ -20,9 +20,23 @@ from .._core import target as _target
 from .._kube import client as _kube
 from .._kube import watch as _watch
 from .._kube.readiness import Progress, is_ready, pod_ready
-from .render import STEPS, Step, apply_order, namespaces_of, objects_of, workloads
+from .render import (
+    STEPS,
+    Step,
+    apply_order,
+    autoscaled,
+    namespaces_of,
+    objects_of,
+    without_replicas,
+    workloads,
+)
+from .render import (
+    key as object_key,
+)
 
 FIELD_MANAGER = "prism-tasks"
+# Holds a workload's replica count for the moment we stop applying it (see Plan.leave_replicas).
+HANDOVER_MANAGER = "prism-tasks-hpa-handover"
 
 
 class StepFailed(Exit):
@@ -69,6 +83,7 @@ class Plan:
         self.namespaces = namespaces_of(objects)
         self.progress = Progress()
         self.kicked: set[tuple[str, str, str]] = set()  # (namespace, statefulset, revision)
+        self.autoscaled = autoscaled(objects)
 
     def check(self, objects: Sequence[dict[str, Any]]) -> None:
         """Ask the server to validate every object (a dry-run apply) before any is applied, so
@@ -88,7 +103,35 @@ class Plan:
 
     def apply(self, objects: Sequence[dict[str, Any]]) -> None:
         for obj in apply_order(objects):
+            if object_key(obj) in self.autoscaled:
+                obj = self.leave_replicas(obj)
             _kube.server_side_apply(self.api, self.resources, obj, FIELD_MANAGER)
+
+    def leave_replicas(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """What to apply of a workload an HPA scales: the manifest's replica count only when
+        the workload is created (the starting point), never again, so a re-deploy does not
+        undo the autoscaler's decision.
+
+        Leaving out a field that this manager alone owns would remove it, and the count would
+        fall to the default of 1. So while we still own it, a second manager first takes the
+        live count as its own: the ownership handover the Kubernetes documentation describes
+        for HPAs ("Transferring ownership"); the autoscaler's next change takes it from there."""
+        path = self.resources.path(obj)
+        status, live = _kube.request(self.api, "GET", path)
+        if status == 404:
+            return obj
+        if status >= 300:
+            raise Exit(f"cannot read {obj['kind']} {path}: {live.get('message', status)}", code=1)
+        if _owns_replicas(live, FIELD_MANAGER):
+            meta = obj["metadata"]
+            handover = {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "metadata": {"name": meta["name"], "namespace": meta.get("namespace", "default")},
+                "spec": {"replicas": live["spec"].get("replicas", 1)},
+            }
+            _kube.server_side_apply(self.api, self.resources, handover, HANDOVER_MANAGER)
+        return without_replicas(obj)
 
     def snapshot(self, namespaces: Iterable[str]) -> dict[Key, dict[str, Any]]:
         """Every prism workload in the given namespaces, as the API shows it now."""
@@ -241,6 +284,16 @@ class Plan:
             ) from None
         except Exception as error:  # a bug or an unforeseen answer: still this step's failure
             raise StepFailed(f"{step}: {type(error).__name__}: {error}") from None
+
+
+def _owns_replicas(live: dict[str, Any], manager: str) -> bool:
+    """Whether `manager`'s server-side apply owns the workload's `spec.replicas`."""
+    return any(
+        entry.get("manager") == manager
+        and entry.get("operation") == "Apply"
+        and "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+        for entry in live["metadata"].get("managedFields") or []
+    )
 
 
 def run_plan(

@@ -202,6 +202,29 @@ def workloads(objects: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]:
     ]
 
 
+def autoscaled(objects: Iterable[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(kind, namespace, name) of the workloads a HorizontalPodAutoscaler among `objects` scales:
+    their replica count belongs to the autoscaler once they exist."""
+    found = set()
+    for o in objects:
+        if o.get("kind") == "HorizontalPodAutoscaler":
+            ref = o["spec"]["scaleTargetRef"]
+            found.add((ref["kind"], o["metadata"].get("namespace", "default"), ref["name"]))
+    return found
+
+
+def key(obj: dict[str, Any]) -> tuple[str, str, str]:
+    """(kind, namespace, name) of an object."""
+    meta = obj["metadata"]
+    return (obj["kind"], meta.get("namespace", "default"), meta["name"])
+
+
+def without_replicas(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a workload with no `spec.replicas`."""
+    spec = {k: v for k, v in obj["spec"].items() if k != "replicas"}
+    return {**obj, "spec": spec}
+
+
 def claims(objects: Iterable[dict[str, Any]]) -> list[str]:
     """Names of the claims StatefulSets create from their volumeClaimTemplates."""
     return [

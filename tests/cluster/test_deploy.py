@@ -112,6 +112,7 @@ def test_diff_after_deploy_shows_no_changes(sim_cluster: SimCluster, deployed: s
 def broken_overlay(tmp_path: Path, patch: str = "", extra: str = "") -> Path:
     """The ci overlay with a patch on top, or with one more resource file, or both."""
     overlay = tmp_path / "broken"
+    overlay.parent.mkdir(parents=True, exist_ok=True)
     overlay.mkdir()
     ci = os.path.relpath(
         Path(__file__).resolve().parents[2] / "manifests" / "overlays" / "ci", overlay
@@ -417,3 +418,46 @@ def test_restart_of_an_unknown_workload_names_the_known_ones(
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("no Prism workload 'prism-admn' in the cluster; choose one of: ")
     assert "prism-admin" in last
+
+
+THREE_PROXIES = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: prism-proxy, namespace: prism}
+spec: {replicas: 3}
+"""
+
+
+def test_a_redeploy_leaves_the_replica_count_to_the_hpa(
+    sim_cluster: SimCluster, deployed: str, tmp_path: Path
+) -> None:
+    """Once an HPA scales prism-proxy, deploying again keeps its count; and the deploy that
+    adds the HPA hands the count over instead of dropping it (to the default 1)."""
+    without_hpa = broken_overlay(tmp_path / "a", patch=THREE_PROXIES)
+    with_hpa = broken_overlay(tmp_path / "b", patch=THREE_PROXIES)
+    hpa = Path(__file__).resolve().parents[2] / "manifests" / "components" / "hpa"
+    relative = os.path.relpath(hpa, with_hpa)  # kustomize takes no absolute component path
+    with (with_hpa / "kustomization.yaml").open("a") as kustomization:
+        kustomization.write(f"components:\n- {relative}\n")
+
+    def deploy(overlay: Path | str) -> None:
+        result = sim_cluster.inv("deploy.all", "--overlay", str(overlay), "--timeout", "60")
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def replicas() -> int:
+        return int(sim_cluster.get("deployment", "prism-proxy", "-n", "prism")["spec"]["replicas"])
+
+    try:
+        deploy(without_hpa)
+        assert replicas() == 3
+        deploy(with_hpa)
+        assert replicas() == 3  # handed over, not removed
+        # what the autoscaler does: a change through the scale subresource
+        sim_cluster.kubectl("scale", "deployment/prism-proxy", "-n", "prism", "--replicas=5")
+        deploy(with_hpa)
+        assert replicas() == 5
+        diff = sim_cluster.inv("deploy.diff", "--overlay", str(with_hpa))
+        assert diff.stdout.strip().endswith("no changes"), diff.stdout + diff.stderr
+    finally:
+        sim_cluster.kubectl("delete", "hpa", "prism-proxy-hpa", "-n", "prism", "--ignore-not-found")
+        deploy("ci")
