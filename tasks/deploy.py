@@ -246,6 +246,45 @@ def restart(c, app, timeout=None):
         )
 
 
+@task(help={"overlay": OVERLAY_HELP})
+def verify(c, overlay=None):
+    """Check the running stack, as the guide's "Verification and Testing" section: workloads
+    Ready, admin health, the proxy's gRPC services and metrics, each enabled backend."""
+    from ._core import guard as _guard
+    from ._deploy import render as _render
+    from ._observe import forward as _forward
+    from ._observe import verify as _verify
+
+    _forward.require_local(c, "deploy.verify")
+    s = _settings.load(c)
+    enabled = _render.enabled_backends(s)
+    objects = _render.plan_objects(c, _overlay(c, overlay), enabled, for_apply=False)
+    t = _target.require_reachable(c)
+    postgres = "postgres" in enabled
+    stack = _verify.Stack(
+        provider=t.provider,
+        backends=tuple(enabled),
+        has_ingress=any(o["kind"] == "Ingress" for o in objects),
+        ingress_host=str(s.ingress.host),
+        http_port=s.cluster_int("http_port"),
+        grpc_port=s.cluster_int("grpc_port"),
+        postgres_port=int(s.backup.postgres_port),
+        redis_port=int(s.backup.redis_port),
+        postgres_user=s.secret("PRISM_POSTGRES_USER") if postgres else "",
+        postgres_db=s.secret("PRISM_POSTGRES_DB") if postgres else "",
+        postgres_password=s.secret("PRISM_POSTGRES_PASSWORD") if postgres else "",
+    )
+    checks = _verify.checks(c, stack)
+    if _guard.is_dry(c):
+        for check in checks:
+            print(
+                f"would check: {check.name}" + (f" (skipped: {check.skip})" if check.skip else "")
+            )
+        return
+    outcomes = _verify.run_all(checks)
+    print(_verify.require_passed(outcomes, t.name))
+
+
 ns = Collection(
     "deploy",
     all_,
@@ -260,6 +299,7 @@ ns = Collection(
     status,
     delete,
     restart,
+    verify,
 )
 _settings.configure(
     ns,

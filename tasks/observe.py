@@ -164,7 +164,68 @@ def check(c):
     print(f"no problems on cluster {t.name} ({warnings} warning(s))")
 
 
-ns = Collection("observe", status, install, uninstall, grafana, check)
+@task(
+    help={
+        "app": "The workload: prism-admin, prism-proxy, a runner or a backend (redis, ...).",
+        "follow": "Keep reading, and add pods that start later, until Ctrl-C.",
+        "since": "Only lines newer than this (30s, 5m, 1h30m, 2d).",
+        "tail": "Only the last N lines of each pod (default: all).",
+    }
+)
+def logs(c, app, follow=False, since="", tail=-1):
+    """Show the logs of every pod of a workload, interleaved, each line prefixed with its pod."""
+    from ._observe import logs as _logs
+
+    seconds = _logs.duration(since) if since else None
+    try:
+        lines = int(tail)
+    except ValueError:
+        raise Exit(f"--tail {tail!r} is not a whole number of lines", code=1) from None
+    if lines < -1:
+        raise Exit(f"--tail {tail!r}: give a number of lines (0 or more)", code=1)
+    _target.require_reachable(c)
+    _logs.show(c, app, follow, seconds, lines)
+
+
+@task(
+    positional=["services"],
+    help={
+        "services": "Comma-separated Services (default: prism-admin,prism-proxy, as in the guide).",
+    },
+)
+def forward(c, services="prism-admin,prism-proxy"):
+    """Forward every port of the Services to this machine until Ctrl-C; print the URLs."""
+    import contextlib
+
+    from ._observe import forward as _forward
+
+    _forward.require_local(c, "observe.forward")
+    names = [n.strip() for n in str(services).split(",") if n.strip()]
+    if not names:
+        raise Exit("name at least one Service, e.g. `inv observe.forward prism-proxy`", code=1)
+    t = _target.require_reachable(c)
+    plans = [_forward.plan(c, t, name) for name in names]
+    if c.config.run.dry:
+        for namespace, name, pairs in plans:
+            spec = " ".join(f"{local or ''}:{remote}" for local, remote in pairs)
+            print(f"would forward {namespace}/svc/{name} {spec}")
+        return
+    with contextlib.ExitStack() as stack:
+        forwards = [
+            stack.enter_context(_forward.forwarding(c, namespace, f"svc/{name}", pairs))
+            for namespace, name, pairs in plans
+        ]
+        for fwd in forwards:
+            for remote, local in sorted(fwd.ports.items()):
+                print(f"{fwd.namespace}/{fwd.resource}:{remote} -> http://127.0.0.1:{local}")
+        print("forwarding; Ctrl-C to stop", flush=True)
+        try:
+            _forward.hold(forwards)
+        except KeyboardInterrupt:
+            print("stopped forwarding")
+
+
+ns = Collection("observe", status, install, uninstall, grafana, check, logs, forward)
 _settings.configure(
     ns,
     "observe",

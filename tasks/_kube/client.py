@@ -111,6 +111,29 @@ def request(
     return response.status, decoded
 
 
+@contextmanager
+def streaming(api: Any, path: str, query: Sequence[tuple[str, str]] = ()) -> Iterator[Any]:
+    """A GET whose answer is read while it arrives (logs, watches): yields the open response
+    (iterate it for lines) with no read timeout; closed when the block ends. A refused
+    request raises Exit with the API's message."""
+    method, url, headers, _, _ = api.param_serialize(
+        "GET", path, query_params=list(query), auth_settings=["BearerToken"]
+    )
+    response = api.call_api(method, url, header_params=headers, _request_timeout=(10, None))
+    raw = response.response  # urllib3's response, not yet read
+    try:
+        if response.status >= 300:
+            data = raw.read()
+            try:
+                message = json.loads(data).get("message", response.status)
+            except ValueError:
+                message = data.decode(errors="replace").strip() or response.status
+            raise Exit(str(message), code=1)
+        yield raw
+    finally:
+        raw.release_conn()
+
+
 def items(api: Any, path: str, selector: str, kind: str) -> list[dict[str, Any]]:
     """The objects of a list request, each with its `kind` (lists leave it out of items)."""
     status, found = request(api, "GET", path, [("labelSelector", selector)])

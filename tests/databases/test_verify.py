@@ -1,0 +1,119 @@
+"""`deploy.verify` on the simulated cluster: the stack's pods are played by real servers on
+loopback (an HTTP health endpoint, a gRPC server with reflection, a metrics page, the NATS and
+MinIO health pages, real Redis and PostgreSQL), reached through real port-forwards and execs.
+Every check passes while they run, and each one fails, with its next step, when its server is
+down."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+from support import dbservers
+from support.cli import INV, ROOT
+from support.dbservers import Postgres, Redis
+from support.playing import Grpc, Http
+from support.sim import SimCluster
+
+METRICS = '# TYPE prism_up gauge\nprism_up 1\nprism_requests_total{pattern="keyvalue"} 4\n'
+
+pytestmark = pytest.mark.cluster
+
+PODS: dict[str, Callable[[], object]] = {
+    "admin": lambda: Http(8080, {"/admin/health": (200, '{"status":"healthy"}')}),
+    "proxy": lambda: Grpc(50051, ["prism.interfaces.keyvalue.KeyValueBasicInterface"]),
+    "metrics": lambda: Http(9090, {"/metrics": (200, METRICS)}),
+    "nats": lambda: Http(8222, {"/healthz": (200, '{"status":"ok"}')}),
+    "minio": lambda: Http(9000, {"/minio/health/live": (200, "")}),
+}
+CHECKS = {
+    "admin": "admin health through a port-forward",
+    "proxy": "proxy gRPC services (reflection) through a port-forward",
+    "metrics": "proxy /metrics through a port-forward",
+    "nats": "nats monitor /healthz",
+    "minio": "minio /minio/health/live",
+    "redis": "redis PING",
+    "postgres": "postgres SELECT 1",
+}
+
+
+@pytest.fixture(scope="module")
+def stack(sim_cluster: SimCluster) -> SimCluster:
+    deployed = sim_cluster.inv("deploy.all", "--overlay", "ci", "--timeout", "120")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    return sim_cluster
+
+
+@pytest.fixture(scope="module")
+def databases() -> Iterator[tuple[Postgres, Redis]]:
+    postgres, redis = dbservers.start_postgres(), dbservers.start_redis()
+    yield postgres, redis
+    postgres.stop()
+    redis.stop()
+
+
+@pytest.fixture
+def servers() -> Iterator[dict[str, object]]:
+    running = {name: start() for name, start in PODS.items()}
+    yield running
+    for server in running.values():
+        server.stop()  # type: ignore[attr-defined]
+
+
+def verify(
+    stack: SimCluster, databases: tuple[Postgres, Redis]
+) -> subprocess.CompletedProcess[str]:
+    postgres, redis = databases
+    env = {
+        **os.environ,
+        **stack.env,
+        "PRISM_BACKUP_POSTGRES_PORT": str(postgres.port),
+        "PRISM_BACKUP_REDIS_PORT": str(redis.port),
+    }
+    return subprocess.run(
+        [INV, "deploy.verify"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_every_check_passes_against_a_healthy_stack(
+    stack: SimCluster, databases: tuple[Postgres, Redis], servers: dict[str, object]
+) -> None:
+    result = verify(stack, databases)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    for check in ["every workload Ready", *CHECKS.values()]:
+        assert any(line.startswith(f"✓ {check} (") for line in lines), (check, result.stdout)
+    assert "prism.interfaces.keyvalue.KeyValueBasicInterface" in result.stdout
+    assert "answered PONG" in result.stdout
+    assert (
+        "- admin health through the ingress: skipped (the simulated cluster carries"
+        in result.stdout
+    )
+    assert lines[-1] == "8 passed, 0 failed, 2 skipped on cluster prism-ci"
+
+
+@pytest.mark.parametrize("down", list(CHECKS))
+def test_each_check_fails_with_its_next_step_when_its_server_is_down(
+    stack: SimCluster,
+    databases: tuple[Postgres, Redis],
+    servers: dict[str, object],
+    down: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    postgres, redis = databases
+    if down in servers:
+        servers.pop(down).stop()  # type: ignore[attr-defined]
+    elif down == "redis":
+        monkeypatch.setattr(redis, "port", dbservers.free_port())  # nothing listens there
+    else:
+        monkeypatch.setattr(postgres, "port", dbservers.free_port())
+    result = verify(stack, databases)
+    assert result.returncode == 1, result.stdout + result.stderr
+    failed = [line for line in result.stdout.splitlines() if line.startswith("✗ ")]
+    assert len(failed) == 1 and failed[0].startswith(f"✗ {CHECKS[down]} ("), result.stdout
+    assert "; next: `inv observe.logs" in failed[0] or "; next: PRISM_POSTGRES_*" in failed[0]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("7 passed, 1 failed, 2 skipped on cluster prism-ci; first failure: ")
+    assert "Traceback" not in result.stderr
