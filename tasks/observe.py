@@ -182,18 +182,15 @@ def logs(c, app, follow=False, since="", tail=-1):
     except ValueError:
         raise Exit(f"--tail {tail!r} is not a whole number of lines", code=1) from None
     if lines < -1:
-        raise Exit(f"--tail {tail!r}: give a number of lines (0 or more)", code=1)
+        raise Exit(f"--tail {tail}: give a number of lines (0 or more)", code=1)
     _target.require_reachable(c)
     _logs.show(c, app, follow, seconds, lines)
 
 
 @task(
-    positional=["services"],
-    help={
-        "services": "Comma-separated Services (default: prism-admin,prism-proxy, as in the guide).",
-    },
+    help={"services": "Comma-separated Services, e.g. prism-admin,prism-proxy (the guide's two)."}
 )
-def forward(c, services="prism-admin,prism-proxy"):
+def forward(c, services):
     """Forward every port of the Services to this machine until Ctrl-C; print the URLs."""
     import contextlib
 
