@@ -315,25 +315,19 @@ def restart(c: Context, app: str, timeout: int) -> Key:
     template) and wait until the new pods are Ready. Returns the workload restarted."""
     from datetime import UTC, datetime
 
+    from .._kube import workloads as _workloads
+
     with _kube.api_client(c) as api:
         plan = Plan(api, [], [])
-        found = [k for k in plan.snapshot(("prism", "prism-backends")) if k[2] == app]
-        if not found:
-            known = sorted(k[2] for k in plan.snapshot(("prism", "prism-backends")))
-            raise Exit(
-                f"no Prism workload {app!r} in the cluster; choose one of: {', '.join(known)}",
-                code=1,
-            )
-        kind, namespace, name = key = found[0]
-        plural = "deployments" if kind == "Deployment" else "statefulsets"
+        found = _workloads.find(api, app)
+        kind, namespace, name = key = (found.kind, found.namespace, found.name)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}
         if c.config.run.dry:
             print(f"would restart {kind} {namespace}/{name} ({RESTARTED_AT}={now})")
             return key
-        path = f"/apis/apps/v1/namespaces/{namespace}/{plural}/{name}"
         status, answer = _kube.request(
-            api, "PATCH", path, body=patch, content_type="application/merge-patch+json"
+            api, "PATCH", found.path, body=patch, content_type="application/merge-patch+json"
         )
         if status >= 300:
             raise Exit(f"cannot restart {kind} {namespace}/{name}: {answer.get('message')}", code=1)
