@@ -172,16 +172,16 @@ def check(c):
         "tail": "Only the last N lines of each pod (default: all).",
     }
 )
-def logs(c, app, follow=False, since="", tail=-1):
+def logs(c, app, follow=False, since="", tail=""):
     """Show the logs of every pod of a workload, interleaved, each line prefixed with its pod."""
     from ._observe import logs as _logs
 
     seconds = _logs.duration(since) if since else None
     try:
-        lines = int(tail)
+        lines = int(tail) if str(tail).strip() else -1
     except ValueError:
-        raise Exit(f"--tail {tail!r} is not a whole number of lines", code=1) from None
-    if lines < -1:
+        lines = -2
+    if lines < 0 and str(tail).strip():
         raise Exit(f"--tail {tail}: give a number of lines (0 or more)", code=1)
     _target.require_reachable(c)
     _logs.show(c, app, follow, seconds, lines)
