@@ -12,6 +12,7 @@ from invoke import Collection, Context, Exit, task
 from ._core import settings as _settings
 from ._core import target as _target
 from .cluster import create as cluster_create
+from .images import load as images_load
 
 OVERLAY_HELP = (
     "Overlay: a name under manifests/overlays or a kustomization directory path "
@@ -29,14 +30,15 @@ def deploy_steps(
 ) -> None:
     """Render once, then run the chosen steps with their readiness waits and a timing table."""
     from ._core import guard as _guard
+    from ._deploy import images as _images
     from ._deploy import plan as _plan
     from ._deploy import render as _render
 
     s = _settings.load(c)
     wait = _settings.seconds(timeout, s.deploy.timeout)
     started = time.monotonic()
-    objects = _render.plan_objects(
-        c, _overlay(c, overlay), only_backends=_render.enabled_backends(s)
+    objects = _images.follow_config(
+        c, _render.plan_objects(c, _overlay(c, overlay), only_backends=_render.enabled_backends(s))
     )
     t = _target.require_reachable(c)
     if not _guard.is_dry(c):
@@ -46,7 +48,11 @@ def deploy_steps(
     _plan.summarize(outcomes, time.monotonic() - started)
 
 
-@task(name="all", pre=[cluster_create], help={"overlay": OVERLAY_HELP, "timeout": TIMEOUT_HELP})
+@task(
+    name="all",
+    pre=[cluster_create, images_load],
+    help={"overlay": OVERLAY_HELP, "timeout": TIMEOUT_HELP},
+)
 def all_(c, overlay=None, timeout=None):
     """Deploy everything: namespaces, backends, admin, proxy, runners, ingress, HPA."""
     from ._deploy import render as _render
@@ -80,12 +86,15 @@ autoscaling = _component_task("autoscaling", "Apply the prism-proxy HorizontalPo
 )
 def render(c, overlay=None, output=None):
     """Render the final YAML of an overlay (Secrets are not included)."""
+    from ._deploy import images as _images
     from ._deploy import render as _render
 
     if output and Path(output).is_dir():
         raise Exit(f"--output {output} is a directory; give a file name", code=1)
     enabled = _render.enabled_backends(_settings.load(c))
-    objects = _render.plan_objects(c, _overlay(c, overlay), enabled, for_apply=False)
+    objects = _images.follow_config(
+        c, _render.plan_objects(c, _overlay(c, overlay), enabled, for_apply=False)
+    )
     text = _render.to_yaml(objects)
     if output:
         from ._core import guard as _guard
@@ -100,12 +109,15 @@ def render(c, overlay=None, output=None):
 @task(help={"overlay": OVERLAY_HELP})
 def diff(c, overlay=None):
     """Show what deploying the overlay would change in the cluster."""
+    from ._deploy import images as _images
     from ._deploy import plan as _plan
     from ._deploy import render as _render
 
     _target.require_reachable(c)
     enabled = _render.enabled_backends(_settings.load(c))
-    objects = _render.plan_objects(c, _overlay(c, overlay), enabled, for_apply=False)
+    objects = _images.follow_config(
+        c, _render.plan_objects(c, _overlay(c, overlay), enabled, for_apply=False)
+    )
     # a deploy leaves the replica count of an autoscaled workload to its HPA: so does the diff
     scaled = _render.autoscaled(objects)
     objects = [_render.without_replicas(o) if _render.key(o) in scaled else o for o in objects]
@@ -248,8 +260,10 @@ def restart(c, app, timeout=None):
 
 @task(help={"overlay": OVERLAY_HELP})
 def verify(c, overlay=None):
-    """Check the running stack, as the guide's "Verification and Testing" section: workloads
-    Ready, admin health, the proxy's gRPC services and metrics, each enabled backend."""
+    """Run the guide's verification checks on the running stack; exit 1 if any fails.
+
+    Workloads Ready, admin health, the proxy's gRPC services and metrics, each enabled backend
+    in its own protocol (README: "Check that it works")."""
     from ._core import guard as _guard
     from ._deploy import render as _render
     from ._observe import forward as _forward

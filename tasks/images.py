@@ -1,105 +1,13 @@
 """Prism images: build them from the Prism repository, load them into the k3d cluster (only
-what the nodes lack), or push them to a local registry the cluster pulls from."""
+what the nodes lack) or push them to a local registry the cluster pulls from, and reload them
+while you edit (rebuild, load what changed, restart the workloads that run it)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import NamedTuple
-
-from invoke import Collection, Context, Exit, task
+from invoke import Collection, Exit, task
 
 from ._core import command as _command
 from ._core import settings as _settings
-from ._core import target as _target
-
-
-class Image(NamedTuple):
-    name: str
-    tag: str
-    dockerfile: Path
-    context: Path
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.tag}"
-
-
-def image_names(c) -> list[str]:
-    """The configured Prism images, `name:tag`."""
-    return [image.ref for image in images(c)]
-
-
-def images(c: Context, only: str = "") -> list[Image]:
-    """The configured images (or the `only` subset), with where each one is built from."""
-    s = _settings.load(c)
-    names = [name.strip() for name in str(s.images.names).split(",") if name.strip()]
-    if only:
-        wanted = [name.strip() for name in only.split(",") if name.strip()]
-        unknown = [name for name in wanted if name not in names]
-        if unknown:
-            raise Exit(f"unknown image {unknown[0]!r}; choose from: {', '.join(names)}", code=1)
-        names = wanted
-    source = _settings.resolve_path(str(s.images.source_dir))
-    return [
-        Image(
-            name=name,
-            tag=str(s.images.tag),
-            dockerfile=source / _pattern(str(s.images.dockerfile), name, "dockerfile"),
-            context=source / _pattern(str(s.images.context), name, "context"),
-        )
-        for name in names
-    ]
-
-
-def _pattern(pattern: str, name: str, key: str) -> str:
-    try:
-        return pattern.format(name=name)
-    except (KeyError, IndexError, ValueError):
-        raise Exit(
-            f"images.{key}={pattern!r}: the only placeholder is {{name}}; "
-            f"fix PRISM_IMAGES_{key.upper()}",
-            code=1,
-        ) from None
-
-
-def _check_sources(c: Context, wanted: list[Image]) -> None:
-    """A missing checkout or Dockerfile is a setup problem: say so before building anything."""
-    s = _settings.load(c)
-    source = _settings.resolve_path(str(s.images.source_dir))
-    if not source.is_dir():
-        raise Exit(
-            f"Prism source directory {source} does not exist; clone the Prism repository there "
-            "or set PRISM_IMAGES_SOURCE_DIR (images.source_dir)",
-            code=1,
-        )
-    for image in wanted:
-        if not image.dockerfile.is_file():
-            raise Exit(
-                f"no Dockerfile for {image.name} at {image.dockerfile}; "
-                "set PRISM_IMAGES_DOCKERFILE (images.dockerfile, e.g. cmd/{name}/Dockerfile)",
-                code=1,
-            )
-        if not image.context.is_dir():
-            raise Exit(
-                f"build context for {image.name} ({image.context}) is not a directory; "
-                "set PRISM_IMAGES_CONTEXT (images.context)",
-                code=1,
-            )
-
-
-def _k3d_target(c: Context) -> _target.Target:
-    from ._providers import k3d as _k3d
-
-    t = _target.resolve(c)
-    if t.provider != "k3d":
-        raise Exit(
-            f"the cluster provider is {t.provider} ({t.reason}): images go into k3d clusters "
-            "only (the simulated cluster runs no containers); set PRISM_CLUSTER_PROVIDER=k3d",
-            code=1,
-        )
-    _k3d.require_runtime(c)
-    return t
-
 
 ONLY_HELP = "Comma-separated subset of images.names (default: all)."
 
@@ -107,16 +15,15 @@ ONLY_HELP = "Comma-separated subset of images.names (default: all)."
 @task(help={"only": ONLY_HELP})
 def build(c, only=""):
     """Build the Prism images with docker from the Prism source directory."""
+    from ._deploy import images as _images
     from ._providers import k3d as _k3d
+    from ._providers import k3d_images as _k3d_images
 
-    wanted = images(c, only)
-    _check_sources(c, wanted)
+    wanted = _images.wanted(c, only)
+    _images.check_sources(c, wanted)
     _k3d.require_runtime(c)
     for image in wanted:
-        _command.run(
-            c,
-            ["docker", "build", "-t", image.ref, "-f", str(image.dockerfile), str(image.context)],
-        )
+        _k3d_images.build(c, image.ref, image.dockerfile, image.context)
     print(f"built {len(wanted)} image(s): {', '.join(i.ref for i in wanted)}")
 
 
@@ -129,15 +36,16 @@ def build(c, only=""):
 )
 def import_(c, only="", force=False):
     """Load the images into the k3d cluster, skipping those every node already holds."""
+    from ._deploy import images as _images
     from ._providers import k3d as _k3d
-    from ._providers import k3d_images as _images
+    from ._providers import k3d_images as _k3d_images
 
-    t = _k3d_target(c)
+    t = _images.require_k3d(c)
     s = _settings.load(c)
     if not _k3d.exists(c, s, t):
         raise Exit(f"cluster {t.name} does not exist (k3d); run `inv cluster.create`", code=1)
-    refs = [image.ref for image in images(c, only)]
-    imported, skipped = _images.import_images(c, s, t, refs, force=force)
+    refs = [image.ref for image in _images.wanted(c, only)]
+    imported, skipped = _k3d_images.import_images(c, s, t, refs, force=force)
     if skipped:
         print(f"already in cluster {t.name}: {', '.join(skipped)}")
     print(
@@ -150,7 +58,9 @@ def import_(c, only="", force=False):
 @task(name="list", default=True)
 def list_(c):
     """List the Prism images this project builds and loads."""
-    print("\n".join(image_names(c)))
+    from ._deploy import images as _images
+
+    print("\n".join(image.ref for image in _images.wanted(c)))
 
 
 @task
@@ -172,29 +82,63 @@ def registry(c):
 @task(help={"only": ONLY_HELP})
 def push(c, only=""):
     """Tag and push the images to the local registry (localhost:<registry_port>)."""
+    from ._deploy import images as _images
     from ._providers import k3d as _k3d
-    from ._providers import k3d_images as _images
+    from ._providers import k3d_images as _k3d_images
     from ._providers import k3d_registry as _registry
 
     _command.require(c, "k3d")
     _k3d.require_runtime(c)
     s = _settings.load(c)
-    host = _registry.registry_host(s)
-    if host not in _registry.registries(c):
-        raise Exit(f"registry {host} does not exist; run `inv images.registry`", code=1)
-    wanted = images(c, only)
+    _registry.require_registry(c, s)
+    wanted = _images.wanted(c, only)
     for image in wanted:
-        _images.local_image_id(c, image.ref)  # every image present before anything is pushed
+        _k3d_images.local_image_id(c, image.ref)  # every image present before anything is pushed
     for image in wanted:
-        remote = f"localhost:{s.images.registry_port}/{image.ref}"
-        _command.run(c, ["docker", "tag", image.ref, remote])
-        _command.run(c, ["docker", "push", remote])
+        _registry.push(c, s, image.ref)
     print(
         f"pushed {len(wanted)} image(s); in the cluster they are {_registry.registry_ref(s)}/<image>"
     )
 
 
-ns = Collection("images", list_, build, import_, registry, push)
+@task(
+    help={
+        "only": ONLY_HELP,
+        "build": "Build from images.source_dir when it exists (default); --no-build takes the "
+        "images from the local Docker store as they are.",
+        "force": "Import (or push) even images the cluster (or registry) already holds.",
+    }
+)
+def load(c, only="", build=True, force=False):
+    """Bring the images into the cluster (deploy.all's first step): build, import or push."""
+    from ._deploy import images as _images
+
+    _images.load(c, only, build=build, force=force)
+
+
+@task(
+    help={
+        "only": ONLY_HELP,
+        "timeout": "Seconds each restarted workload may take to be Ready (default: "
+        "deploy.timeout).",
+        "watch": "Keep going: reload again whenever a file in images.source_dir changes, "
+        "until Ctrl-C.",
+        "interval": "With --watch: seconds between looks at the source files (default: 1).",
+    }
+)
+def reload(c, only="", timeout=None, watch=False, interval=None):
+    """Rebuild the images, load the ones that changed and restart the workloads that run them."""
+    from ._deploy import images as _images
+
+    if watch:
+        _images.watch(c, only, timeout, interval)
+    elif interval:
+        raise Exit("--interval goes with --watch; add --watch or leave --interval out", code=1)
+    else:
+        _images.reload(c, only, timeout)
+
+
+ns = Collection("images", list_, build, import_, load, reload, registry, push)
 _settings.configure(
     ns,
     "images",

@@ -108,9 +108,7 @@ def explain(
         lines.append(f"  pod {pod_name}: {phase} {' '.join(reasons)}".rstrip())
         if IMAGE_REASONS & set(reasons):
             images = ", ".join(ct["image"] for ct in pod["spec"]["containers"])
-            hint = (
-                f"the image ({images}) is not in the cluster: run `inv images.build images.import`"
-            )
+            hint = f"the image ({images}) is not in the cluster: run `inv images.load`"
         for event in _events(core, namespace, "Pod", pod_name):
             lines.append(f"    {event}")
             if "didn't match" in event or "Insufficient" in event:

@@ -304,10 +304,7 @@ def containers(
             image = cs.get("image", "")
             if reason in PULL_ERRORS:
                 if _image_name(image) in our_images:
-                    fix = (
-                        "build the image and load it into the cluster: "
-                        "`inv images.build images.import`"
-                    )
+                    fix = "build the image and load it into the cluster: `inv images.load`"
                 else:
                     fix = "check the image reference and that the nodes can pull it"
                 findings.append(Finding(PROBLEM, subject, f"{reason} for image {image}", fix))

@@ -1,8 +1,10 @@
-"""Images on k3d: what the local Docker store and each node hold, and `k3d image import` for
-what a node lacks (docs/guide-corrections.md, 12: there is no `k3d image list`, so each node's
-containerd is asked through crictl)."""
+"""Images on k3d: building them with docker, what the local Docker store and each node hold,
+and `k3d image import` for what a node lacks (docs/guide-corrections.md, 12: there is no
+`k3d image list`, so each node's containerd is asked through crictl)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from invoke import Context, Exit
 
@@ -36,22 +38,42 @@ def node_images(c: Context, node: str) -> dict[str, str]:
     }
 
 
+def inspect_id(argv_ref: str) -> list[str]:
+    return ["docker", "image", "inspect", "--format", "{{.Id}}", argv_ref]
+
+
+def image_id(c: Context, image: str) -> str:
+    """The image's ID in the local Docker store; "" when docker says there is no such image.
+    Any other failure raises: "could not look" is never "not there"."""
+    result = _command.query(c, inspect_id(image))
+    if result.ok and result.stdout.strip():
+        return str(result.stdout.strip())
+    if "no such image" in (result.stderr or "").lower():
+        return ""
+    raise _command.QueryFailed(
+        f"cannot inspect image {image}: `docker image inspect` failed: {_command.why(result)}",
+        code=1,
+    )
+
+
 def local_image_id(c: Context, image: str) -> str:
-    result = _command.query(c, ["docker", "image", "inspect", "--format", "{{.Id}}", image])
+    result = _command.query(c, inspect_id(image))
     if not result.ok or not result.stdout.strip():
         raise Exit(
             f"image {image} is not in the local Docker image store; build it with "
             "`inv images.build` (or `docker pull` it)",
             code=1,
         )
-    return result.stdout.strip()
+    return str(result.stdout.strip())
 
 
-def import_images(
-    c: Context, s: Settings, t: Target, images: list[str], force: bool = False
-) -> tuple[list[str], list[str]]:
-    """Import what some node lacks (compared by image ID); returns (imported, skipped)."""
-    local = {image: local_image_id(c, image) for image in images}
+def build(c: Context, ref: str, dockerfile: Path, context: Path) -> None:
+    _command.run(c, ["docker", "build", "-t", ref, "-f", str(dockerfile), str(context)])
+
+
+def running_nodes(c: Context, t: Target) -> list[str]:
+    """The cluster's server and agent containers; raises when there are none or one is stopped
+    (an import into a stopped node fails half-way)."""
     members = [n for n in nodes(c, t.name) if n.get("role") in ("server", "agent")]
     if not members:
         raise Exit(f"cluster {t.name} has no nodes; run `inv cluster.create`", code=1)
@@ -62,15 +84,39 @@ def import_images(
             "run `inv cluster.start`",
             code=1,
         )
-    # Compared by ID: with Docker's containerd image store `.Id` is the manifest digest, which
-    # never equals crictl's config digest; the images are then re-imported, never wrongly skipped.
-    held = [node_images(c, str(n["name"])) for n in members]
-    missing = [
+    return [str(n["name"]) for n in members]
+
+
+def held_by_nodes(c: Context, t: Target) -> list[dict[str, str]]:
+    """What each node holds (reference -> ID); raises when the cluster is not running."""
+    return [node_images(c, node) for node in running_nodes(c, t)]
+
+
+def lacking(local: dict[str, str], held: list[dict[str, str]]) -> list[str]:
+    """The images some node lacks, or holds under another ID.
+
+    Compared by ID: with Docker's containerd image store `.Id` is the manifest digest, which
+    never equals crictl's config digest; the images are then re-imported, never wrongly
+    skipped."""
+    return [
         image
-        for image in images
-        if force or any(node.get(normalize_ref(image)) != local[image] for node in held)
+        for image, local_id in local.items()
+        if not local_id or any(node.get(normalize_ref(image)) != local_id for node in held)
     ]
+
+
+def import_refs(c: Context, t: Target, images: list[str]) -> None:
+    _command.run(c, ["k3d", "image", "import", *images, "-c", t.name])
+
+
+def import_images(
+    c: Context, s: Settings, t: Target, images: list[str], force: bool = False
+) -> tuple[list[str], list[str]]:
+    """Import what some node lacks (compared by image ID); returns (imported, skipped)."""
+    local = {image: local_image_id(c, image) for image in images}
+    held = held_by_nodes(c, t)
+    missing = list(images) if force else lacking(local, held)
     skipped = [image for image in images if image not in missing]
     if missing:
-        _command.run(c, ["k3d", "image", "import", *missing, "-c", t.name])
+        import_refs(c, t, missing)
     return missing, skipped

@@ -3,6 +3,8 @@ the cluster through its config file, not left alone (docs/guide-corrections.md, 
 
 from __future__ import annotations
 
+import json
+
 from invoke import Context, Exit
 
 from .._core import command as _command
@@ -59,3 +61,52 @@ def ensure_registry(c: Context, s: Settings) -> bool:
         )
     _command.run(c, ["k3d", "registry", "create", str(s.images.registry_name), "--port", str(port)])
     return True
+
+
+def require_registry(c: Context, s: Settings) -> None:
+    host = registry_host(s)
+    if host not in registries(c):
+        raise Exit(f"registry {host} does not exist; run `inv images.registry`", code=1)
+
+
+def push_ref(s: Settings, ref: str) -> str:
+    """Where this machine pushes `ref`: the registry's host port (the guide's localhost:5555)."""
+    return f"localhost:{s.images.registry_port}/{ref}"
+
+
+def holds(c: Context, s: Settings, ref: str) -> bool:
+    """Does the registry hold, under `ref`'s tag, the very image the local store has as `ref`?
+
+    `docker push` records the digest the registry stored in the image's RepoDigests; the
+    registry's current digest for the tag comes from `docker manifest inspect`. Equal means
+    the same image; anything else, including a question docker could not answer, means
+    "push it" (a push sends only the layers the registry lacks)."""
+    remote = push_ref(s, ref)
+    manifest = _command.query(c, ["docker", "manifest", "inspect", "--insecure", "-v", remote])
+    if not manifest.ok:
+        return False
+    try:
+        answer = json.loads(manifest.stdout or "null")
+    except json.JSONDecodeError:
+        return False
+    # one platform: an object with the registry's descriptor; a manifest list: an array
+    digest = (answer.get("Descriptor") or {}).get("digest") if isinstance(answer, dict) else ""
+    if not digest:
+        return False
+    local = _command.query(
+        c, ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref]
+    )
+    if not local.ok:
+        return False
+    try:
+        digests = json.loads(local.stdout or "null") or []
+    except json.JSONDecodeError:
+        return False
+    repository = remote.rsplit(":", 1)[0]
+    return f"{repository}@{digest}" in digests
+
+
+def push(c: Context, s: Settings, ref: str) -> None:
+    remote = push_ref(s, ref)
+    _command.run(c, ["docker", "tag", ref, remote])
+    _command.run(c, ["docker", "push", remote])

@@ -281,7 +281,7 @@ def test_an_image_that_does_not_exist_stops_with_the_pod_and_the_fix_then_rerun_
     assert "Pending ErrImagePull" in result.stderr
     assert (
         "hint: the image (prism-proxy:does-not-exist) is not in the cluster: "
-        "run `inv images.build images.import`" in result.stderr
+        "run `inv images.load`" in result.stderr
     )
 
     fixed = sim_cluster.inv("deploy.all", "--timeout", "60")

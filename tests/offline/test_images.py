@@ -9,79 +9,38 @@ from pathlib import Path
 import pytest
 from invoke import Exit
 from support.fakes import (
+    CLUSTER_LIST,
     DOCKER_INFO,
+    IMAGE_NAMES,
+    NODE_LIST,
+    REGISTRY_LIST,
     changes,
     cmd,
     commands,
+    crictl,
     fail,
+    held,
+    image_id,
+    image_inspect,
     k3d_cluster,
+    k3d_env,  # noqa: F401  (fixture)
     k3d_nodes,
     ok,
+    registry_node,
     shell,
     tools,  # noqa: F401  (fixture)
 )
+from support.fakes import NODES as K3D_NODES
+from support.fakes import prism_repo as prism_repo_fixture
 
 from tasks import images
 
 pytestmark = pytest.mark.usefixtures("tools")
 
-NAMES = [
-    "prism-admin",
-    "prism-proxy",
-    "keyvalue-runner",
-    "consumer-runner",
-    "producer-runner",
-    "mailbox-runner",
-]
+NAMES = list(IMAGE_NAMES)
 REFS = [f"{name}:latest" for name in NAMES]
-CLUSTER_LIST = ("k3d", "cluster", "list", "-o", "json")
-NODE_LIST = ("k3d", "node", "list", "-o", "json")
-REGISTRY_LIST = ("k3d", "registry", "list", "-o", "json")
-NODES = ["k3d-prism-local-server-0", "k3d-prism-local-agent-0", "k3d-prism-local-agent-1"]
-
-
-def inspect(ref: str) -> str:
-    return cmd("docker", "image", "inspect", "--format", "{{.Id}}", ref)
-
-
-def crictl(node: str) -> str:
-    return cmd("docker", "exec", node, "crictl", "images", "-o", "json")
-
-
-def image_id(ref: str) -> str:
-    return "sha256:" + ref.split(":")[0].encode().hex().ljust(64, "0")[:64]
-
-
-def held(*refs: str, stale: bool = False) -> dict[str, object]:
-    """What `crictl images -o json` prints for a node holding `refs` (k3d imports them as
-    docker.io/library/<name>:<tag>)."""
-    return {
-        "images": [
-            {
-                "id": "sha256:" + "f" * 64 if stale else image_id(ref),
-                "repoTags": [f"docker.io/library/{ref}"],
-                "repoDigests": [],
-                "size": "1234",
-            }
-            for ref in refs
-        ]
-    }
-
-
-@pytest.fixture
-def prism_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A Prism checkout with the repository's layout: cmd/<image>/Dockerfile."""
-    source = tmp_path / "prism-data-layer"
-    for name in NAMES:
-        (source / "cmd" / name).mkdir(parents=True)
-        (source / "cmd" / name / "Dockerfile").write_text("FROM scratch\n")
-    monkeypatch.setenv("PRISM_IMAGES_SOURCE_DIR", str(source))
-    return source
-
-
-@pytest.fixture
-def k3d_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "k3d")
+NODES = list(K3D_NODES)
+prism_repo = prism_repo_fixture
 
 
 # --- build ----------------------------------------------------------------------------------
@@ -170,7 +129,7 @@ def cluster_answers(**extra: object) -> dict[object, object]:
         cmd(*DOCKER_INFO): ok("24.0.7"),
         cmd(*CLUSTER_LIST): ok([k3d_cluster()]),
         cmd(*NODE_LIST): ok(k3d_nodes() + k3d_nodes("prism-dev", agents=0)),
-        **{inspect(ref): ok(image_id(ref) + "\n") for ref in REFS},
+        **{image_inspect(ref): ok(image_id(ref) + "\n") for ref in REFS},
     }
     base.update(extra)
     return base
@@ -234,7 +193,7 @@ def test_import_force_and_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("k3d_env")
 def test_import_of_an_image_never_built_says_how_to_build_it() -> None:
-    c = shell(cluster_answers(**{inspect("mailbox-runner:latest"): fail("No such image")}))
+    c = shell(cluster_answers(**{image_inspect("mailbox-runner:latest"): fail("No such image")}))
     with pytest.raises(Exit) as caught:
         images.import_(c)
     assert str(caught.value.message) == (
@@ -278,16 +237,6 @@ def test_reference_normalization_matches_docker() -> None:
 
 
 # --- registry and push ----------------------------------------------------------------------
-
-
-def registry_node(port: str = "5555") -> list[dict[str, object]]:
-    return [
-        {
-            "name": "k3d-prism-registry",
-            "role": "registry",
-            "portMappings": {"5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": port}]},
-        }
-    ]
 
 
 def free_port() -> int:
@@ -347,7 +296,7 @@ def test_push_tags_and_pushes_to_localhost_registry(monkeypatch: pytest.MonkeyPa
         {
             cmd(*DOCKER_INFO): ok("24.0.7"),
             cmd(*REGISTRY_LIST): ok(registry_node()),
-            **{inspect(ref): ok(image_id(ref)) for ref in refs},
+            **{image_inspect(ref): ok(image_id(ref)) for ref in refs},
             **{cmd(*argv): ok() for argv in steps},
         }
     )

@@ -415,7 +415,7 @@ def test_image_pull_error_of_a_prism_image_says_build_and_import() -> None:
     [finding] = _checks.containers(snap, T_K3D, ("prism",), {"prism-admin"})
     assert finding.line() == (
         "problem  prism/pod/prism-admin-1 (main): ErrImageNeverPull for image prism-admin:latest; "
-        "fix: build the image and load it into the cluster: `inv images.build images.import`"
+        "fix: build the image and load it into the cluster: `inv images.load`"
     )
 
 

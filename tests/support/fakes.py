@@ -119,3 +119,81 @@ def k3d_nodes(
     }
     found.append(node("loadbalancer", "serverlb", portMappings=port_map))
     return found
+
+
+# --- images: the docker and crictl answers the images tests share ----------------------------
+
+IMAGE_NAMES = (
+    "prism-admin",
+    "prism-proxy",
+    "keyvalue-runner",
+    "consumer-runner",
+    "producer-runner",
+    "mailbox-runner",
+)
+CLUSTER_LIST = ("k3d", "cluster", "list", "-o", "json")
+NODE_LIST = ("k3d", "node", "list", "-o", "json")
+REGISTRY_LIST = ("k3d", "registry", "list", "-o", "json")
+NODES = ("k3d-prism-local-server-0", "k3d-prism-local-agent-0", "k3d-prism-local-agent-1")
+
+
+def image_inspect(ref: str) -> str:
+    """`docker image inspect` for an image's ID."""
+    return cmd("docker", "image", "inspect", "--format", "{{.Id}}", ref)
+
+
+def crictl(node: str) -> str:
+    """What one k3d node holds, asked through its containerd."""
+    return cmd("docker", "exec", node, "crictl", "images", "-o", "json")
+
+
+def image_id(ref: str, version: str = "") -> str:
+    """A stable fake image ID per image name (and `version`, for a rebuilt image)."""
+    return "sha256:" + (ref.split(":")[0] + version).encode().hex().ljust(64, "0")[:64]
+
+
+def no_such_image(ref: str) -> Result:
+    return Result(stderr=f"Error: No such image: {ref}", exited=1)
+
+
+def held(*refs: str, stale: bool = False, version: str = "") -> dict[str, object]:
+    """What `crictl images -o json` prints for a node holding `refs` (k3d imports them as
+    docker.io/library/<name>:<tag>)."""
+    return {
+        "images": [
+            {
+                "id": "sha256:" + "f" * 64 if stale else image_id(ref, version),
+                "repoTags": [f"docker.io/library/{ref}"],
+                "repoDigests": [],
+                "size": "1234",
+            }
+            for ref in refs
+        ]
+    }
+
+
+def registry_node(port: str = "5555") -> list[dict[str, object]]:
+    """`k3d registry list -o json` with the project's registry on `port`."""
+    return [
+        {
+            "name": "k3d-prism-registry",
+            "role": "registry",
+            "portMappings": {"5000/tcp": [{"HostIp": "0.0.0.0", "HostPort": port}]},
+        }
+    ]
+
+
+@pytest.fixture
+def prism_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Prism checkout with the repository's layout: cmd/<image>/Dockerfile."""
+    source = tmp_path / "prism-data-layer"
+    for name in IMAGE_NAMES:
+        (source / "cmd" / name).mkdir(parents=True)
+        (source / "cmd" / name / "Dockerfile").write_text("FROM scratch\n")
+    monkeypatch.setenv("PRISM_IMAGES_SOURCE_DIR", str(source))
+    return source
+
+
+@pytest.fixture
+def k3d_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "k3d")
