@@ -225,9 +225,6 @@ spec:
   template:
     spec:
       schedulerName: no-scheduler  # stays unscheduled, so kwok leaves its status to the test
-      containers:
-      - name: prism-proxy
-        image: prism-proxy:does-not-exist
 """
 
 
@@ -271,7 +268,11 @@ def test_an_image_that_does_not_exist_stops_with_the_pod_and_the_fix_then_rerun_
     )
     kubelet.start()
     try:
-        result = sim_cluster.inv("deploy.all", "--overlay", str(overlay), "--timeout", "6")
+        # a tag never built: the configuration's tag reaches every Prism image of the manifests
+        result = sim_cluster.inv(
+            "deploy.all", "--overlay", str(overlay), "--timeout", "6",
+            PRISM_IMAGES_TAG="does-not-exist",
+        )  # fmt: skip
     finally:
         stop.set()
         kubelet.join()
