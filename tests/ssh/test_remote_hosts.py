@@ -291,6 +291,8 @@ def test_deploy_all_creates_the_cluster_on_each_host_not_here():
     assert [(call.task.name, call.init_kwargs["host"]) for call in calls] == [
         ("create", "a"),
         ("create", "b"),
+        ("load", "a"),  # images.load: the images come in before the workloads
+        ("load", "b"),
         ("all", "a"),
         ("all", "b"),
     ]
