@@ -6,6 +6,7 @@ down."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ import pytest
 from support import dbservers
 from support.cli import INV, ROOT
 from support.dbservers import Postgres, Redis
-from support.playing import Grpc, Http
+from support.playing import Grpc, Http, Kafka
 from support.sim import SimCluster
 
 METRICS = '# TYPE prism_up gauge\nprism_up 1\nprism_requests_total{pattern="keyvalue"} 4\n'
@@ -63,7 +64,7 @@ def servers() -> Iterator[dict[str, object]]:
 
 
 def verify(
-    stack: SimCluster, databases: tuple[Postgres, Redis]
+    stack: SimCluster, databases: tuple[Postgres, Redis], **extra: str
 ) -> subprocess.CompletedProcess[str]:
     postgres, redis = databases
     env = {
@@ -71,6 +72,7 @@ def verify(
         **stack.env,
         "PRISM_BACKUP_POSTGRES_PORT": str(postgres.port),
         "PRISM_BACKUP_REDIS_PORT": str(redis.port),
+        **extra,
     }
     return subprocess.run(
         [INV, "deploy.verify"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
@@ -117,3 +119,34 @@ def test_each_check_fails_with_its_next_step_when_its_server_is_down(
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("7 passed, 1 failed, 2 skipped on cluster prism-ci; first failure: ")
     assert "Traceback" not in result.stderr
+
+
+def test_kafka_enabled_is_deployed_listed_and_verified_then_fails_when_it_is_down(
+    stack: SimCluster, databases: tuple[Postgres, Redis], servers: dict[str, object]
+) -> None:
+    """backends.enabled with Kafka: deploy.all deploys it (the ci overlay does not list it),
+    deploy.status shows it, deploy.verify asks it for Metadata."""
+    enabled = {"PRISM_BACKENDS_ENABLED": "redis,nats,minio,postgres,kafka"}
+    kafka = Kafka(9092, ["prism-events"])
+    try:
+        deployed = stack.inv("deploy.all", "--timeout", "120", **enabled)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        status = stack.inv("deploy.status", **enabled)
+        assert any(
+            line.split()[:3] == ["prism-backends", "StatefulSet", "kafka"]
+            for line in status.stdout.splitlines()
+        ), status.stdout
+        result = verify(stack, databases, **enabled)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "✓ kafka metadata (" in result.stdout
+        assert "Metadata: 1 broker(s), 1 topic(s)" in result.stdout
+        kafka.stop()
+        down = verify(stack, databases, **enabled)
+        assert down.returncode == 1
+        assert "✗ kafka metadata (" in down.stdout
+        assert "next: `inv observe.logs kafka`" in down.stdout
+    finally:
+        with contextlib.suppress(OSError):
+            kafka.stop()
+        removed = stack.inv("backends.delete", "--only", "kafka", "--yes")
+        assert removed.returncode == 0, removed.stdout + removed.stderr
