@@ -94,6 +94,16 @@ def test_deploy_all_on_the_host_brings_up_the_stack_like_locally(
 
         again = inv(*ssh, "deploy.all", env=env)
         assert again.returncode == 0, again.stderr
+
+        # logs come through the API tunnel; port-forwards would listen on the wrong machine
+        logs = inv(*ssh, "observe.logs", "prism-admin", env=env)
+        assert logs.returncode == 0, logs.stderr
+        assert logs.stdout.startswith("[prism-admin-") and "simulated by kwok" in logs.stdout
+        verify = inv(*ssh, "deploy.verify", env=env)
+        assert verify.returncode == 1
+        assert verify.stderr.strip().splitlines()[-1].startswith(
+            "deploy.verify forwards ports to this machine and does not run over -H yet"
+        )
     finally:
         deleted = inv(*ssh, "cluster.delete", env=env)
         assert deleted.returncode == 0, deleted.stderr
