@@ -101,8 +101,10 @@ def test_deploy_all_on_the_host_brings_up_the_stack_like_locally(
         assert logs.stdout.startswith("[prism-admin-") and "simulated by kwok" in logs.stdout
         verify = inv(*ssh, "deploy.verify", env=env)
         assert verify.returncode == 1
-        assert verify.stderr.strip().splitlines()[-1].startswith(
-            "deploy.verify forwards ports to this machine and does not run over -H yet"
+        assert (
+            verify.stderr.strip()
+            .splitlines()[-1]
+            .startswith("deploy.verify forwards ports to this machine and does not run over -H yet")
         )
     finally:
         deleted = inv(*ssh, "cluster.delete", env=env)
