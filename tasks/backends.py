@@ -101,13 +101,23 @@ def delete(c, only=None, yes=False):
         _target.kubectl(c, "delete", "pv", *volumes, "--ignore-not-found")
 
 
-@task(name="list", default=True)
-def list_(c):
+@task(
+    name="list",
+    default=True,
+    help={"json": "Print a JSON document (keys in the README) instead of text."},
+)
+def list_(c, json=False):
     """List the backends this project can deploy and which are enabled."""
     from ._deploy import render as _render
 
     enabled = set(chosen(c, None))
-    for name in _render.available_backends():
+    names = _render.available_backends()
+    if json:
+        from ._core import output as _output
+
+        _output.print_json({"backends": [{"name": n, "enabled": n in enabled} for n in names]})
+        return
+    for name in names:
         print(f"{name:<9} {'enabled' if name in enabled else 'available'}")
 
 

@@ -168,22 +168,67 @@ def purge_command(data_dir: str, keep_backups: bool) -> list[str]:
     ]
 
 
-@task(help={"provider": PROVIDER_HELP})
-def status(c, provider=None):
+JSON_HELP = "Print a JSON document (keys in the README) instead of text."
+
+
+@task(help={"provider": PROVIDER_HELP, "json": JSON_HELP})
+def status(c, provider=None, json=False):
     """Show the cluster's provider, context and nodes."""
-    t = _resolve(c, provider)
+    t = _resolve(c, provider, announce=not json)
     s = _settings.load(c)
     impl = _provider(t)
-    _require_exists(c, s, t, impl)
-    _target.kubectl(c, "get", "nodes", "-o", "wide", dry=False)
+    if not json:
+        _require_exists(c, s, t, impl)
+        _target.kubectl(c, "get", "nodes", "-o", "wide", dry=False)
+        return
+    import json as _json
+
+    from ._core import output as _output
+
+    document: dict[str, object] = {
+        "provider": t.provider,
+        "reason": t.reason,
+        "cluster": t.name,
+        "context": t.context,
+        "exists": impl.exists(c, s, t),
+        "nodes": [],
+    }
+    if document["exists"]:
+        result = _target.kubectl(c, "get", "nodes", "-o", "json", dry=False, hide=True, warn=True)
+        if result.failed:
+            raise Exit(
+                f"cluster {t.name} exists but its API server does not answer: "
+                f"{' '.join(result.stderr.split())}; `inv cluster.start`",
+                code=1,
+            )
+        document["nodes"] = [_node(n) for n in _json.loads(result.stdout).get("items", [])]
+    _output.print_json(document)
 
 
-@task(name="list", help={"provider": PROVIDER_HELP})
-def list_(c, provider=None):
+def _node(node: dict) -> dict[str, object]:
+    labels = node["metadata"].get("labels", {})
+    conditions = {x["type"]: x["status"] for x in node.get("status", {}).get("conditions", [])}
+    return {
+        "name": node["metadata"]["name"],
+        "roles": sorted(
+            k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")
+        ),
+        "ready": conditions.get("Ready") == "True",
+        "version": node.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", ""),
+    }
+
+
+@task(name="list", help={"provider": PROVIDER_HELP, "json": JSON_HELP})
+def list_(c, provider=None, json=False):
     """List the clusters the provider knows about."""
     t = _resolve(c, provider, announce=False)
     impl = _provider(t)
     names = impl.names(c)
+    if json:
+        from ._core import output as _output
+
+        _output.print_json({"provider": t.provider, "clusters": names})
+        return
     print("\n".join(names) if names else f"no {t.provider} clusters")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import json as _json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +11,7 @@ from invoke import Collection, Context, Exit, task
 
 from ._core import settings as _settings
 from ._core import target as _target
+from ._core.calls import as_typed
 from .cluster import create as cluster_create
 from .images import load as images_load
 
@@ -50,7 +51,7 @@ def deploy_steps(
 
 @task(
     name="all",
-    pre=[cluster_create, images_load],
+    pre=[as_typed(cluster_create), as_typed(images_load)],
     help={"overlay": OVERLAY_HELP, "timeout": TIMEOUT_HELP},
 )
 def all_(c, overlay=None, timeout=None):
@@ -108,19 +109,21 @@ def render(c, overlay=None, output=None):
 
 @task(help={"overlay": OVERLAY_HELP})
 def diff(c, overlay=None):
-    """Show what deploying the overlay would change in the cluster."""
+    """Show what deploying the overlay would change; exit 1 when it would change something."""
+    from ._core import output as _output
     from ._deploy import images as _images
     from ._deploy import plan as _plan
     from ._deploy import render as _render
 
     _target.require_reachable(c)
     enabled = _render.enabled_backends(_settings.load(c))
-    objects = _images.follow_config(
-        c, _render.plan_objects(c, _overlay(c, overlay), enabled, for_apply=False)
-    )
+    objects = _render.plan_objects(c, _overlay(c, overlay), enabled, for_apply=False)
+    objects = _images.follow_config(c, objects)
     # a deploy leaves the replica count of an autoscaled workload to its HPA: so does the diff
     scaled = _render.autoscaled(objects)
     objects = [_render.without_replicas(o) if _render.key(o) in scaled else o for o in objects]
+    # kubectl diff runs `diff -u -N`; on a terminal in colour, as git shows it
+    colour = {"KUBECTL_EXTERNAL_DIFF": "diff -u -N --color=always"} if _output.styled() else {}
     result = _target.kubectl(
         c,
         "diff",
@@ -132,16 +135,20 @@ def diff(c, overlay=None):
         input=_render.to_yaml(objects),
         dry=False,
         warn=True,
+        env=colour,
     )
     if result.exited == 0:
         print("no changes")
-    elif result.exited != 1:  # kubectl diff: 1 means differences, >1 an error
+    elif result.exited == 1:  # as diff(1) and helmfile --detailed-exitcode: 1 means changes
+        raise Exit(code=1)
+    else:
         raise Exit(f"kubectl diff failed (exit {result.exited})", code=result.exited)
 
 
-@task
-def status(c):
+@task(help={"json": "Print a JSON document (keys in the README) instead of the table."})
+def status(c, json=False):
     """Show every Prism workload (ready/desired, age) and whether the HPA gets metrics."""
+    from ._core import output as _output
     from ._observe import checks as _checks
 
     t = _target.require_reachable(c)
@@ -157,38 +164,58 @@ def status(c):
         dry=False,
         hide=True,
     )
-    items = json.loads(result.stdout or "{}").get("items", [])
+    items = _json.loads(result.stdout or "{}").get("items", [])
+    findings = _checks.metrics_now(c, t) if items else []
+    rows = status_rows(items, datetime.now(UTC))
+    if json:
+        _output.print_json(
+            {
+                "cluster": t.name,
+                "context": t.context,
+                "workloads": rows,
+                "findings": [f._asdict() for f in findings],
+            }
+        )
+        return
     if not items:
         print("no Prism workloads; run `inv deploy.all`")
         return
-    print(format_status(items, datetime.now(UTC)))
+    header = ("NAMESPACE", "KIND", "NAME", "READY", "AGE", "")
+    table = [
+        (r["namespace"], r["kind"], r["name"], f"{r['ready']}/{r['desired']}",
+         _age(r["age_seconds"]), "" if r["is_ready"] else f"not ready: {r['rollout']}")
+        for r in rows
+    ]  # fmt: skip
+    _output.print_table(header, table, ["" if r["is_ready"] else "yellow" for r in rows])
     # guide correction 15: an HPA without the metrics API never scales; say so where people look.
-    for finding in _checks.metrics_now(c, t):
+    for finding in findings:
         print(finding.line())
 
 
-def format_status(items: list[dict], now: datetime) -> str:
+def status_rows(items: list[dict], now: datetime) -> list[dict]:
+    """One row per workload, the keys `deploy.status --json` documents."""
     from ._kube import readiness as _readiness
 
-    rows = [("NAMESPACE", "KIND", "NAME", "READY", "AGE", "")]
+    rows = []
     for item in sorted(items, key=lambda i: (i["metadata"]["namespace"], i["metadata"]["name"])):
         meta, status = item["metadata"], item.get("status", {})
         created = datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00"))
-        ready = f"{status.get('readyReplicas', 0)}/{item['spec'].get('replicas', 1)}"
-        mark = "" if _readiness.is_ready(item) else "not ready"
         rows.append(
-            (meta["namespace"], item["kind"], meta["name"], ready, _age(now - created), mark)
+            {
+                "namespace": meta["namespace"],
+                "kind": item["kind"],
+                "name": meta["name"],
+                "ready": status.get("readyReplicas", 0),
+                "desired": item["spec"].get("replicas", 1),
+                "is_ready": _readiness.is_ready(item),
+                "rollout": _readiness.rollout_state(item),
+                "age_seconds": int((now - created).total_seconds()),
+            }
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
-        + f"  {row[5]}".rstrip()
-        for row in rows
-    )
+    return rows
 
 
-def _age(delta) -> str:  # type: ignore[no-untyped-def]
-    seconds = int(delta.total_seconds())
+def _age(seconds: int) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"

@@ -63,6 +63,9 @@ def install(c, timeout=None):
     for value in chart_values(t):
         argv += ["--set", value]
     _target.helm(c, *argv, namespace=str(cfg.namespace))
+    if c.config.run.dry:
+        print("dry run: the command above was printed, nothing was installed")
+        return
     print(
         f"ingress-nginx {cfg.chart_version} ready in namespace {cfg.namespace} "
         f"(cluster {t.name}); next: `inv ingress.hosts`"

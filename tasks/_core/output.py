@@ -104,38 +104,53 @@ def print_json(document: Any) -> None:
 
 
 class Status:
-    """A line that updates in place on a terminal (a spinner with text), and is printed only
-    when `update` is called with `always` in plain mode (heartbeats there stay sparse).
-    `say` prints a permanent line above it."""
+    """What is still being waited for: on a terminal one spinner line that updates in place,
+    showing every key's text; in plain output a line only when `update` is told to print
+    (heartbeats stay sparse in logs). `say` prints a permanent line above it."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.texts: dict[str, str] = {}
         self.live: Any = None
 
-    def say(self, text: str, ok: bool | None = None, style: str = "") -> None:
+    def say(self, text: str, ok: bool | None = None) -> None:
         with self.lock:
-            if ok is None and not style:
+            if ok is None:
                 say(text)
-            elif ok is None:
-                say(text, style)
             else:
                 line(ok, text)
 
-    def update(self, text: str, plain: bool = True) -> None:
-        """The in-place status; in plain mode printed as a line when `plain`."""
+    def update(self, key: str, text: str, plain: bool = True) -> None:
+        """Set `key`'s text; printed as a line in plain mode when `plain`."""
         with self.lock:
             if not styled():
                 if plain:
                     print(text, flush=True)
                 return
-            if self.live is None:
-                self.live = console().status(text, spinner="dots")
-                self.live.start()
-            else:
-                self.live.update(text)
+            self.texts[key] = text
+            self._render()
+
+    def clear(self, key: str) -> None:
+        with self.lock:
+            if self.texts.pop(key, None) is not None:
+                self._render()
 
     def stop(self) -> None:
         with self.lock:
+            self.texts.clear()
+            self._render()
+
+    def _render(self) -> None:
+        shown = " · ".join(self.texts.values())
+        if not shown:
             if self.live is not None:
                 self.live.stop()
                 self.live = None
+            return
+        from rich.markup import escape
+
+        if self.live is None:
+            self.live = console().status(escape(shown), spinner="dots")
+            self.live.start()
+        else:
+            self.live.update(escape(shown))

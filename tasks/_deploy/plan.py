@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from invoke import Context, Exit
@@ -60,6 +60,10 @@ class Outcome:
     started: float = 0.0
     finished: float = 0.0
     error: Exit | None = None
+    changes: dict[str, int] = field(default_factory=dict)  # created / configured / unchanged
+
+
+CHANGES = ("created", "configured", "unchanged")
 
 
 Key = tuple[str, str, str]  # (kind, namespace, name) of a workload
@@ -84,6 +88,9 @@ class Plan:
         self.progress = Progress()
         self.kicked: set[tuple[str, str, str]] = set()  # (namespace, statefulset, revision)
         self.autoscaled = autoscaled(objects)
+        # resourceVersion of each object before this deploy, from the dry run ("" for new ones)
+        self.before: dict[Key, str] = {}
+        self.changed: dict[Key, str] = {}  # object -> created / configured / unchanged
 
     def check(self, objects: Sequence[dict[str, Any]]) -> None:
         """Ask the server to validate every object (a dry-run apply) before any is applied, so
@@ -97,15 +104,30 @@ class Plan:
         ]  # fmt: skip
         for obj in apply_order(checked):
             try:
-                _kube.server_side_apply(self.api, self.resources, obj, FIELD_MANAGER, dry_run=True)
+                answer = _kube.server_side_apply(
+                    self.api, self.resources, obj, FIELD_MANAGER, dry_run=True
+                )
             except _kube.Rejected as error:
                 raise StepFailed(f"{error.message} (nothing was applied)") from None
+            # a dry run stores nothing: its answer carries the stored object's version
+            self.before[object_key(obj)] = answer.get("metadata", {}).get("resourceVersion", "")
 
     def apply(self, objects: Sequence[dict[str, Any]]) -> None:
         for obj in apply_order(objects):
-            if object_key(obj) in self.autoscaled:
+            key = object_key(obj)
+            if key in self.autoscaled:
                 obj = self.leave_replicas(obj)
-            _kube.server_side_apply(self.api, self.resources, obj, FIELD_MANAGER)
+            answer = _kube.server_side_apply(self.api, self.resources, obj, FIELD_MANAGER)
+            before = self.before.get(key, "")
+            after = answer.get("metadata", {}).get("resourceVersion", "")
+            self.changed[key] = (
+                "created" if not before else "unchanged" if after == before else "configured"
+            )
+
+    def count(self, objects: Sequence[dict[str, Any]]) -> dict[str, int]:
+        """How many of `objects` this deploy created, configured, left unchanged."""
+        found = [self.changed.get(object_key(o)) for o in objects]
+        return {change: found.count(change) for change in CHANGES}
 
     def leave_replicas(self, obj: dict[str, Any]) -> dict[str, Any]:
         """What to apply of a workload an HPA scales: the manifest's replica count only when
@@ -219,8 +241,10 @@ class Plan:
                     self.progress.say(f"→ {step.name}: applying {len(objects)} objects")
                     self.guarded(step.name, self.apply, objects)
                     self.guarded(step.name, self.wait_ready, step.name, workloads(objects), timeout)
+                    outcome.changes = self.count(objects)
                 outcome.finished = time.monotonic()
-                self.progress.say(f"✓ {step.name} ({outcome.finished - outcome.started:.1f}s)")
+                took = outcome.finished - outcome.started
+                self.progress.say(f"{step.name} ({took:.1f}s{_changes(outcome.changes)})", ok=True)
             except Exit as error:
                 outcome.error = error
             except Exception as error:  # a bug or an unforeseen answer: still this step's failure
@@ -233,6 +257,7 @@ class Plan:
             thread.start()
         for thread in threads:
             thread.join()
+        self.progress.stop()
         return list(outcomes.values())
 
     def converge(self, timeout: int) -> list[Outcome]:
@@ -258,7 +283,9 @@ class Plan:
                 outcome.error = StepFailed(f"{step.name}: {type(error).__name__}: {error}")
                 failed = step.name
                 continue
+            outcome.changes = self.count(self.by_step[step.name])
             outcome.finished = time.monotonic()
+        self.progress.stop()
         return outcomes
 
     def guarded(self, step: str, action: Any, *args: Any) -> None:
@@ -341,14 +368,14 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
 def dry_plan(c: Context, objects: Sequence[dict[str, Any]], steps: Sequence[Step]) -> list[Outcome]:
-    """What a deploy would send, step by step, without touching the cluster."""
+    """What a deploy would send, step by step, without touching the cluster; no outcomes,
+    since nothing ran."""
     import shlex
 
     prefix = ""
     if _command.is_remote(c):
         prefix = f"[{_command.label(c)}] "  # several hosts' plans interleave
     command = c.config.run.echo_format.format(command=shlex.join(apply_command(c)))
-    outcomes = []
     for step in steps:
         chosen = objects_of(objects, step)
         if chosen:
@@ -357,26 +384,47 @@ def dry_plan(c: Context, objects: Sequence[dict[str, Any]], steps: Sequence[Step
                 f"{prefix}→ {step.name}: would apply {len(chosen)} object{'s' * (len(chosen) != 1)} ({names}), as:"
             )
             print(f"{prefix}{command}")
-        now = time.monotonic()
-        outcomes.append(Outcome(step.name, now, now))
-    return outcomes
+    print(f"{prefix}dry run: nothing was applied")
+    return []
 
 
 def summarize(outcomes: Sequence[Outcome], total: float) -> None:
-    """The per-step timing table printed at the end of a deploy; raises on the first failure."""
-    print("\nstep          seconds")
+    """The end of a deploy: per step its time and what it changed, or one line when nothing
+    changed at all; raises on the first failure."""
+    from .._core import output as _output
+
+    if not outcomes:
+        return  # a dry run: it said what it would do
+    failures = [o.error for o in outcomes if o.error and not _skipped(o)]
+    totals = {change: sum(o.changes.get(change, 0) for o in outcomes) for change in CHANGES}
+    finished = not failures and all(o.finished for o in outcomes)
+    if finished and totals["unchanged"] and not totals["created"] and not totals["configured"]:
+        _output.line(
+            True,
+            f"nothing changed: {totals['unchanged']} objects as deployed, every workload "
+            f"Ready ({total:.1f}s)",
+        )
+        return
+    rows = []
     for o in outcomes:
         if o.finished:
-            shown = f"{o.finished - o.started:7.1f}"
+            shown = f"{o.finished - o.started:.1f}"
         elif o.error:
-            shown = "skipped" if _skipped(o) else " failed"
+            shown = "skipped" if _skipped(o) else "failed"
         else:
-            shown = "      -"
-        print(f"{o.name:<12} {shown}")
-    print(f"{'total':<12} {total:7.1f}")
-    failures = [o.error for o in outcomes if o.error and not _skipped(o)]
+            shown = "-"
+        counts = [str(o.changes[c]) if o.changes else "" for c in CHANGES]
+        rows.append((o.name, shown.rjust(7), *counts))
+    rows.append(("total", f"{total:7.1f}", *(str(totals[c]) for c in CHANGES)))
+    print()
+    _output.print_table(("step", "seconds", *CHANGES), rows)
     if failures:
         raise Exit(str(failures[0].message), code=1)
+
+
+def _changes(counts: dict[str, int]) -> str:
+    shown = ", ".join(f"{n} {change}" for change, n in counts.items() if n)
+    return f"; {shown}" if shown else ""
 
 
 def _skipped(outcome: Outcome) -> bool:

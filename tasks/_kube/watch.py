@@ -13,7 +13,7 @@ from typing import Any
 
 from invoke import Exit
 
-from .readiness import Progress, is_ready, pod_ready
+from .readiness import Progress, is_ready, pod_ready, rollout_state
 
 HEARTBEAT = 10
 
@@ -41,7 +41,8 @@ def until_ready(
         "StatefulSet": apps.list_namespaced_stateful_set,
     }
     for (kind, namespace), names in sorted(groups.items()):
-        status: dict[str, str] = {name: "0/?" for name in names}
+        status: dict[str, str] = {name: "not seen yet" for name in names}
+        key = f"{step}/{kind}/{namespace}"
         while names:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -58,21 +59,26 @@ def until_ready(
                 name = obj["metadata"]["name"]
                 if name not in names:
                     continue
-                ready = (obj.get("status") or {}).get("readyReplicas", 0)
-                status[name] = f"{ready}/{obj['spec'].get('replicas', 1)}"
+                status[name] = rollout_state(obj)
                 if kind == "StatefulSet" and not is_ready(obj):
                     on_pending_statefulset(obj)
                 if is_ready(obj):
                     names.discard(name)
                     elapsed = time.monotonic() - started
-                    progress.say(f"  ✓ {kind.lower()} {namespace}/{name} ready ({elapsed:.1f}s)")
+                    progress.say(
+                        f"  {kind.lower()} {namespace}/{name} ready ({elapsed:.1f}s)", ok=True
+                    )
                 if not names:
                     break
+                progress.waiting(key, _waiting(step, names, status, started), heartbeat=False)
             if names:
-                waiting = ", ".join(f"{n} {status[n]}" for n in sorted(names))
-                progress.say(
-                    f"  … {step}: waiting for {waiting} ({time.monotonic() - started:.0f}s)"
-                )
+                progress.waiting(key, _waiting(step, names, status, started), heartbeat=True)
+        progress.done(key)
+
+
+def _waiting(step: str, names: set[str], status: dict[str, str], started: float) -> str:
+    waiting = ", ".join(f"{n} ({status[n]})" for n in sorted(names))
+    return f"  … {step}: waiting for {waiting} ({time.monotonic() - started:.0f}s)"
 
 
 def explain(
@@ -92,7 +98,7 @@ def explain(
     selector = ",".join(f"{k}={v}" for k, v in (workload.spec.selector.match_labels or {}).items())
     lines = [
         f"{step}: {kind.lower()} {namespace}/{name} not Ready after "
-        f"{time.monotonic() - started:.0f}s ({ready} ready)"
+        f"{time.monotonic() - started:.0f}s ({ready})"
     ]
     hint = f"inspect it with `kubectl -n {namespace} describe {kind.lower()} {name}`"
     found = core.list_namespaced_pod(namespace, label_selector=selector)

@@ -48,11 +48,13 @@ class Outcome:
     ok: bool | None  # None: skipped
     detail: str
 
-    def line(self) -> str:
+    def text(self) -> str:
         if self.ok is None:
-            return f"- {self.check.name}: skipped ({self.detail})"
-        mark = "✓" if self.ok else "✗"
-        return f"{mark} {self.check.name} ({self.seconds:.2f}s): {self.detail}"
+            return f"{self.check.name}: skipped ({self.detail})"
+        return f"{self.check.name} ({self.seconds:.2f}s): {self.detail}"
+
+    def line(self) -> str:
+        return f"{'✓' if self.ok else '-' if self.ok is None else '✗'} {self.text()}"
 
 
 # --- the protocols -------------------------------------------------------------------------
@@ -223,7 +225,11 @@ def workloads_ready(c: Context) -> Callable[[], str]:
     return run
 
 
-def run_all(checks: list[Check], say: Callable[[str], None] = print) -> list[Outcome]:
+def run_all(checks: list[Check], say: Callable[[str], None] | None = None) -> list[Outcome]:
+    """Run the checks in order, each line printed as it ends (coloured on a terminal), or
+    handed to `say`."""
+    from .._core import output as _output
+
     outcomes = []
     for check in checks:
         started = time.monotonic()
@@ -235,7 +241,10 @@ def run_all(checks: list[Check], say: Callable[[str], None] = print) -> list[Out
             except Failed as error:
                 outcome = Outcome(check, 0.0, False, f"{error}; next: {check.fix}")
             outcome.seconds = time.monotonic() - started
-        say(outcome.line())
+        if say is None:
+            _output.line(outcome.ok, outcome.text())
+        else:
+            say(outcome.line())
         outcomes.append(outcome)
     return outcomes
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -63,10 +64,21 @@ def test_every_workload_of_the_guide_is_ready(sim_cluster: SimCluster, deployed:
         assert status.get("readyReplicas") == spec["replicas"], key
 
 
-def test_each_step_reports_its_time(deployed: str) -> None:
-    table = deployed[deployed.index("step          seconds") :].splitlines()
-    assert [line.split()[0] for line in table[1:-1]] == list(STEPS)
-    assert all(float(line.split()[1]) >= 0 for line in table[1:])
+def summary_table(output: str) -> list[list[str]]:
+    """The rows of the table a deploy ends with (plain output), header first."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["step", "seconds"])
+    return [line.split() for line in lines[start:]]
+
+
+def test_each_step_reports_its_time_and_what_it_changed(deployed: str) -> None:
+    table = summary_table(deployed)
+    assert table[0] == ["step", "seconds", "created", "configured", "unchanged"]
+    assert [row[0] for row in table[1:-1]] == list(STEPS)
+    assert all(float(row[1]) >= 0 for row in table[1:])
+    total = table[-1]
+    assert total[0] == "total" and sum(map(int, total[2:])) >= 30  # the ci overlay: 32 objects
+    assert "✓ admin (" in deployed  # each step's line, plain
 
 
 def test_claims_of_the_stack_are_bound(sim_cluster: SimCluster, deployed: str) -> None:
@@ -85,11 +97,53 @@ def test_credentials_arrive_as_secrets_from_dotenv(sim_cluster: SimCluster, depl
     assert base64.b64decode(secret["data"]["POSTGRES_PASSWORD"]).decode() == "pg-pass"
 
 
-def test_rerun_changes_nothing(sim_cluster: SimCluster, deployed: str) -> None:
+def test_rerun_changes_nothing_and_says_so(sim_cluster: SimCluster, deployed: str) -> None:
     before = resource_versions(sim_cluster)
     result = sim_cluster.inv("deploy.all")
     assert result.returncode == 0, result.stderr
     assert resource_versions(sim_cluster) == before
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"✓ nothing changed: \d+ objects as deployed, every workload Ready \(\d+\.\ds\)", last
+    ), result.stdout
+    assert "seconds" not in result.stdout  # no table of 0.0s
+
+
+def test_a_change_is_reported_as_configured_and_diff_exits_1_until_deployed(
+    sim_cluster: SimCluster, deployed: str
+) -> None:
+    """diff's exit codes are diff(1)'s: 0 nothing to change, 1 changes (helmfile's
+    --detailed-exitcode); the deploy that follows names what it configured."""
+    sim_cluster.kubectl("scale", "deployment/prism-admin", "-n", "prism", "--replicas=3")
+    changed = sim_cluster.inv("deploy.diff")
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    assert "-  replicas: 3" in changed.stdout and "+  replicas: 1" in changed.stdout
+    assert "\x1b[" not in changed.stdout  # not a terminal: no colour
+    applied = sim_cluster.inv("deploy.all", "--timeout", "60")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    rows = {row[0]: row for row in summary_table(applied.stdout)}
+    assert rows["admin"][2:] == ["0", "1", "3"]  # the Deployment configured; the rest as it was
+    assert rows["total"][3] == "1"
+    same = sim_cluster.inv("deploy.diff")
+    assert same.returncode == 0 and same.stdout.strip().endswith("no changes")
+
+
+def test_status_json_has_the_documented_keys(sim_cluster: SimCluster, deployed: str) -> None:
+    result = sim_cluster.inv("deploy.status", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert set(document) == {"cluster", "context", "workloads", "findings"}
+    assert document["cluster"] == "prism-ci" and document["context"] == "kwok-prism-ci"
+    rows = {(w["namespace"], w["kind"], w["name"]): w for w in document["workloads"]}
+    assert set(rows) >= GUIDE_WORKLOADS
+    admin = rows[("prism", "Deployment", "prism-admin")]
+    assert set(admin) == {
+        "namespace", "kind", "name", "ready", "desired", "is_ready", "rollout", "age_seconds"
+    }  # fmt: skip
+    assert admin["ready"] == admin["desired"] == 1 and admin["is_ready"] is True
+    assert admin["rollout"] == "1 of 1 updated replicas available"
+    assert {f["subject"] for f in document["findings"]} >= {"metrics-server"}
+    assert set(document["findings"][0]) == {"severity", "subject", "detail", "fix"}
 
 
 def test_status_table_lists_every_workload(sim_cluster: SimCluster, deployed: str) -> None:

@@ -199,6 +199,39 @@ def test_first_line_says_which_provider_and_why(sim_cluster: SimCluster) -> None
     )
 
 
+def test_status_and_list_as_json(sim_cluster: SimCluster) -> None:
+    status = sim_cluster.inv("cluster.status", "--json")
+    assert status.returncode == 0, status.stderr
+    document = json.loads(status.stdout)  # nothing but the document on standard output
+    assert set(document) == {"provider", "reason", "cluster", "context", "exists", "nodes"}
+    assert (document["provider"], document["cluster"], document["exists"]) == (
+        "kwok",
+        "prism-ci",
+        True,
+    )
+    assert sorted(n["name"] for n in document["nodes"]) == [
+        "kwok-prism-ci-agent-0", "kwok-prism-ci-agent-1", "kwok-prism-ci-server-0"
+    ]  # fmt: skip
+    assert all(
+        set(n) == {"name", "roles", "ready", "version"} and n["ready"] for n in document["nodes"]
+    )
+    listed = sim_cluster.inv("cluster.list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["provider"] == "kwok"
+    assert "prism-ci" in json.loads(listed.stdout)["clusters"]
+
+
+def test_status_json_of_a_cluster_that_does_not_exist(tmp_path: Path) -> None:
+    from support.cli import inv
+
+    result = inv(
+        "cluster.status", "--json", env={**sim_env(tmp_path), "PRISM_CLUSTER_NAME": "none"}
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["exists"] is False and document["nodes"] == []
+
+
 def test_delete_of_a_cluster_that_does_not_exist(tmp_path: Path) -> None:
     env = sim_env(tmp_path)
     from support.cli import inv

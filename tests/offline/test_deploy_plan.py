@@ -162,3 +162,19 @@ def test_backends_enabled_decides_what_render_includes() -> None:
     )
     assert with_kafka.returncode == 0, with_kafka.stderr
     assert "name: kafka\n" in with_kafka.stdout
+
+
+def test_backends_list_as_json() -> None:
+    import json
+
+    from support.cli import inv
+
+    result = inv("backends.list", "--json", env={"PRISM_BACKENDS_ENABLED": "redis,kafka"})
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document == {
+        "backends": [
+            {"name": name, "enabled": name in ("redis", "kafka")}
+            for name in ["kafka", "minio", "nats", "postgres", "redis"]
+        ]
+    }
