@@ -25,6 +25,7 @@ from invoke import Collection
 
 from . import backends, backup, chaos, cluster, deploy, images, ingress, observe
 from ._core.command import InterruptibleLocal
+from ._core.output import styled
 from ._core.settings import configure
 from .doctor import doctor
 
@@ -32,7 +33,13 @@ ns = Collection()
 for module in (cluster, images, ingress, backends, deploy, observe, backup, chaos):
     ns.add_collection(module.ns)
 ns.add_task(doctor)
-ns.configure({"runners": {"local": InterruptibleLocal}})
+ns.configure(
+    {
+        "runners": {"local": InterruptibleLocal},
+        # the commands --dry and echo print: invoke's bold white only on a terminal
+        "run": {"echo_format": "\033[1;37m{command}\033[0m" if styled() else "{command}"},
+    }
+)
 
 configure(
     ns,
