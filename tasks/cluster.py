@@ -33,6 +33,14 @@ def _provider(t: Target) -> Provider:
     return for_target(t)
 
 
+def _require_lifecycle(t: Target, action: str) -> None:
+    """The context provider's cluster belongs to someone else: no start, stop, delete, purge."""
+    if t.provider == "context":
+        from ._providers import context as _context
+
+        raise _context.refuse(action, t)
+
+
 def wait_nodes_ready(c: Context, timeout: int) -> None:
     """Block until every node reports Ready (kubectl wait watches; it does not poll)."""
     _target.kubectl(c, "wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={timeout}s")
@@ -86,6 +94,7 @@ def _with_cluster(s: _settings.Settings, **values: object) -> _settings.Settings
 def start(c, provider=None):
     """Start a stopped cluster and wait for its nodes."""
     t = _resolve(c, provider)
+    _require_lifecycle(t, "start")
     s = _settings.load(c)
     impl = _provider(t)
     _require_exists(c, s, t, impl)
@@ -99,6 +108,7 @@ def stop(c, provider=None):
     from ._core import guard as _guard
 
     t = _resolve(c, provider)
+    _require_lifecycle(t, "stop")
     s = _settings.load(c)
     impl = _provider(t)
     _require_exists(c, s, t, impl)
@@ -113,6 +123,7 @@ def delete(c, provider=None):
     from ._core import guard as _guard
 
     t = _resolve(c, provider)
+    _require_lifecycle(t, "delete")
     s = _settings.load(c)
     impl = _provider(t)
     if not impl.exists(c, s, t):
@@ -138,6 +149,7 @@ def purge(c, provider=None, yes=False, backups=False):
     from ._core import guard as _guard
 
     t = _resolve(c, provider)
+    _require_lifecycle(t, "purge")
     s = _settings.load(c)
     impl = _provider(t)
     found = impl.exists(c, s, t)
@@ -255,7 +267,15 @@ _settings.configure(
     ns,
     "cluster",
     {
-        "provider": "auto",  # auto | k3d | kwok
+        "provider": "auto",  # auto | k3d | kwok | context (an existing cluster)
+        # context provider: the kubeconfig context of a cluster this project did not create,
+        # and the contexts it may change (comma-separated; as Tilt's allow_k8s_contexts)
+        "context": "",
+        "allowed_contexts": "",
+        # claims' storage class; empty: local-storage (k3d, kwok), the cluster's default (context)
+        "storage_class": "",
+        "ingress_class": "nginx",  # the Ingresses' ingressClassName
+        "proxy_service_type": "LoadBalancer",  # prism-proxy's Service (k3d's servicelb serves it)
         "name": "",  # empty: the environment's name (prism-local, prism-dev ...)
         "servers": 0,  # 0: the environment's count
         "agents": 0,

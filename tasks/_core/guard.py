@@ -79,6 +79,9 @@ def require_owned(c: Context, t: Target, unanswered_ok: bool = False) -> None:
     recorded the cluster's instance must match the cluster there now: a same-named cluster made
     by someone else after ours is gone is not ours."""
     s = _settings.load(c)
+    if t.provider == "context":
+        require_allowed(s, t)
+        return
     if explicitly_named(s):
         return
     path = marker(s, t, c)
@@ -104,6 +107,23 @@ def require_owned(c: Context, t: Target, unanswered_ok: bool = False) -> None:
         raise Exit(
             f"cluster {t.name} is not the one prism-tasks created (that one is gone; this one "
             f"was made since, by someone else); {named}",
+            code=1,
+        )
+
+
+def allowed_contexts(s: _settings.Settings) -> list[str]:
+    return [name.strip() for name in str(s.cluster.allowed_contexts).split(",") if name.strip()]
+
+
+def require_allowed(s: _settings.Settings, t: Target) -> None:
+    """A cluster this project did not create is acted on only when its context is in the
+    allow-list (as Tilt's `allow_k8s_contexts`): a shared cluster is never changed because a
+    kubeconfig happened to point at it."""
+    if t.context not in allowed_contexts(s):
+        raise Exit(
+            f"context {t.context} is not in cluster.allowed_contexts: prism-tasks changes a "
+            f"cluster it did not create only when allowed; add it with "
+            f"PRISM_CLUSTER_ALLOWED_CONTEXTS={t.context}",
             code=1,
         )
 

@@ -24,7 +24,7 @@ class Target(NamedTuple):
     reason: str
 
 
-PROVIDERS = ("auto", "k3d", "kwok")
+PROVIDERS = ("auto", "k3d", "kwok", "context")
 
 
 _targets: dict[tuple[str, str, str], Target] = {}
@@ -48,6 +48,10 @@ def resolve(c: Context, provider: str | None = None) -> Target:
     key = (where(c), chosen, s.cluster_name)
     if key in _targets:
         return _targets[key]
+    if chosen == "context":
+        found = _existing(s)
+        _targets[key] = found
+        return found
     if chosen == "auto":
         if docker_answers(c):
             chosen, reason = "k3d", "auto: a Docker daemon answers"
@@ -67,6 +71,20 @@ def resolve(c: Context, provider: str | None = None) -> Target:
     )
     _targets[key] = found
     return found
+
+
+def _existing(s: _settings.Settings) -> Target:
+    """A cluster this project did not create, by its kubeconfig context (the context
+    provider): named by the context, never renamed."""
+    context = str(s.cluster.context).strip()
+    if not context:
+        raise Exit(
+            "PRISM_CLUSTER_PROVIDER=context needs PRISM_CLUSTER_CONTEXT: the kubeconfig context "
+            "of the cluster to use (`kubectl config get-contexts -o name` lists them)",
+            code=1,
+        )
+    kubeconfig = str(_settings.resolve_path(s.cluster.kubeconfig)) if s.cluster.kubeconfig else ""
+    return Target("context", context, context, kubeconfig, "an existing cluster, by its context")
 
 
 def forget_all() -> None:

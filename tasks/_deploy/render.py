@@ -146,6 +146,7 @@ def plan_objects(
     `for_apply` adds what only exists in a cluster: the Secrets from `.env` and, on the
     simulated cluster, the volumes its claims bind to."""
     objects = kustomize(c, overlay_dir(overlay))
+    objects = fit_cluster(objects, _settings.load(c))
     if only_backends is not None:
         present = backend_names(objects)
         known = sorted(set(available_backends()) | present)
@@ -159,7 +160,9 @@ def plan_objects(
         ]
         for backend in only_backends:
             if backend not in present:
-                objects += kustomize(c, MANIFESTS / "base" / backend)
+                objects += fit_cluster(
+                    kustomize(c, MANIFESTS / "base" / backend), _settings.load(c)
+                )
     if for_apply:
         require_placed(objects)
         extra = secrets(_settings.load(c))
@@ -169,6 +172,56 @@ def plan_objects(
             extra += _kwok.volumes(objects)
         objects = extra + objects
     return objects
+
+
+LOCAL_STORAGE = "local-storage"  # the manifests' storage class (base/storage)
+SERVICE_TYPES = ("LoadBalancer", "NodePort", "ClusterIP")
+
+
+def fit_cluster(objects: list[dict[str, Any]], s: _settings.Settings) -> list[dict[str, Any]]:
+    """The objects as the configured cluster needs them: the claims' storage class
+    (cluster.storage_class; on a cluster this project did not create, the cluster's default
+    class, and the manifests' own StorageClass is not applied there), the Ingresses' class
+    (cluster.ingress_class) and prism-proxy's Service type (cluster.proxy_service_type).
+    With the defaults on k3d and kwok nothing changes."""
+    import copy
+
+    existing = str(s.cluster.provider) == "context"
+    wanted = str(s.cluster.storage_class).strip() or (None if existing else LOCAL_STORAGE)
+    ingress_class = str(s.cluster.ingress_class).strip()
+    service_type = str(s.cluster.proxy_service_type).strip()
+    if service_type not in SERVICE_TYPES:
+        raise Exit(
+            f"PRISM_CLUSTER_PROXY_SERVICE_TYPE={service_type!r}: choose one of "
+            f"{', '.join(SERVICE_TYPES)}",
+            code=1,
+        )
+    fitted = []
+    for obj in objects:
+        kind, name = obj.get("kind"), obj.get("metadata", {}).get("name")
+        if kind == "StorageClass" and name == LOCAL_STORAGE and wanted != LOCAL_STORAGE:
+            continue  # not ours to add to that cluster, or not used
+        changed = copy.deepcopy(obj)
+        for spec in _claim_specs(changed):
+            if spec.get("storageClassName") == LOCAL_STORAGE and wanted != LOCAL_STORAGE:
+                if wanted is None:
+                    del spec["storageClassName"]  # the cluster's default class
+                else:
+                    spec["storageClassName"] = wanted
+        if kind == "Ingress" and ingress_class and "ingressClassName" in changed["spec"]:
+            changed["spec"]["ingressClassName"] = ingress_class
+        if kind == "Service" and name == "prism-proxy" and "type" in changed["spec"]:
+            changed["spec"]["type"] = service_type
+        fitted.append(changed if changed != obj else obj)
+    return fitted
+
+
+def _claim_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    if obj.get("kind") == "PersistentVolumeClaim":
+        return [obj["spec"]]
+    if obj.get("kind") == "StatefulSet":
+        return [t["spec"] for t in obj["spec"].get("volumeClaimTemplates", [])]
+    return []
 
 
 def require_placed(objects: Iterable[dict[str, Any]]) -> None:

@@ -1,4 +1,5 @@
-"""Cluster providers: k3d (k3s nodes in Docker) and kwok (the simulated cluster).
+"""Cluster providers: k3d (k3s nodes in Docker), kwok (the simulated cluster) and context (an
+existing cluster this project did not create).
 
 Each provider is a module that implements `Provider`; `for_target` picks it. mypy checks the
 modules against the protocol where `for_target` returns them.
@@ -51,6 +52,10 @@ def for_target(t: Target) -> Provider:
         from . import k3d
 
         return k3d
+    if t.provider == "context":
+        from . import context
+
+        return context
     from . import kwok
 
     return kwok

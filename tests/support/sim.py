@@ -97,3 +97,62 @@ def stop(cluster: SimCluster) -> None:
     result = cluster.inv("cluster.delete")
     if result.returncode != 0:
         raise RuntimeError(f"cluster.delete failed:\n{result.stdout}\n{result.stderr}")
+
+
+def start_foreign(home: Path, name: str = "theirs") -> SimCluster:
+    """A simulated cluster made the way someone else would: kwokctl and kubectl run directly,
+    with no prism-tasks marker anywhere. It uses the dev environment's ports, so it runs beside
+    the session's cluster. Its context is `kwok-<name>`."""
+    import pytest
+    import yaml
+
+    from tasks._core import settings as _settings
+    from tasks._core import sim_binaries as _sim
+    from tasks._core import target as _target
+    from tasks._providers import kwok as _kwok
+
+    from .cli import make_context
+
+    require_loopback_only()
+    env = {**sim_env(home), "PRISM_ENV": "dev", "PRISM_CLUSTER_NAME": name}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        _target.forget_all()
+        c = make_context()
+        s = _settings.load(c)
+        t = _target.resolve(c)
+        kubectl = subprocess.run(["sh", "-c", "command -v kubectl"], capture_output=True, text=True)
+        config = [
+            _kwok.kwokctl_config(s, str(_sim.bin_dir()), kubectl.stdout.strip()),
+            *_kwok.host_mappings(s),
+        ]
+        nodes = _kwok.nodes(s, t)
+        log = Path(str(_kwok.log_path(s)))
+        _target.forget_all()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("2026-01-01T00:00:00.000000000Z stdout F simulated by kwok\n")
+    path = home / f"{name}-kwokctl.yaml"
+    path.write_text(yaml.safe_dump_all(config, sort_keys=False))
+    kubeconfig = home / "kubeconfig"
+    created = subprocess.run(
+        [str(_sim.bin_dir() / "kwokctl"), "--config", str(path), "create", "cluster",
+         "--name", name, "--kubeconfig", str(kubeconfig), "--timeout", "180s"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if created.returncode != 0:
+        raise RuntimeError(f"kwokctl create failed:\n{created.stdout}\n{created.stderr}")
+    cluster = SimCluster(home=home, env=env, name=name)
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(nodes))
+    cluster.kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=120s")
+    return cluster
+
+
+def stop_foreign(cluster: SimCluster) -> None:
+    from tasks._core import sim_binaries as _sim
+
+    subprocess.run(
+        [str(_sim.bin_dir() / "kwokctl"), "delete", "cluster", "--name", cluster.name,
+         "--kubeconfig", cluster.kubeconfig],
+        env={**os.environ, **cluster.env}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip

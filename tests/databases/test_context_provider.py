@@ -1,0 +1,158 @@
+"""The context provider on a cluster this project did not create: a simulated cluster made by
+kwokctl directly (tests/support/sim.py: start_foreign), playing a shared staging cluster whose
+administrator provides a default storage class with pre-provisioned volumes. prism-tasks deploys,
+backs up and checks it only once its context is allowed, and refuses every lifecycle task."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import dbservers
+from support.dbservers import Postgres
+from support.sim import SimCluster, start_foreign, stop_foreign
+
+pytestmark = pytest.mark.cluster
+
+CLAIMS = [  # the ci overlay's claims, as the cluster's administrator provisions for them
+    ("prism", "prism-admin-data"),
+    ("prism", "data-mailbox-runner-0"),
+    ("prism-backends", "data-redis-0"),
+    ("prism-backends", "data-nats-0"),
+    ("prism-backends", "data-minio-0"),
+    ("prism-backends", "data-postgres-0"),
+]
+STORAGE = """
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+"""
+
+
+def volume(namespace: str, claim: str) -> str:
+    return f"""
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: pv-{namespace}-{claim}}}
+spec:
+  capacity: {{storage: 100Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: standard
+  claimRef: {{namespace: {namespace}, name: {claim}}}
+  hostPath: {{path: /var/lib/theirs/{claim}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def theirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
+    cluster = start_foreign(tmp_path_factory.mktemp("theirs"))
+    try:
+        cluster.kubectl(
+            "apply", "-f", "-", input="---".join([STORAGE, *(volume(n, c) for n, c in CLAIMS)])
+        )
+        yield cluster
+    finally:
+        stop_foreign(cluster)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    server = dbservers.start_postgres()
+    yield server
+    server.stop()
+
+
+def as_context(cluster: SimCluster, tmp_path: Path, allowed: bool = True) -> dict[str, str]:
+    """Our environment pointed at their context, with a data directory of our own."""
+    env = {
+        **cluster.env,
+        "PRISM_ENV": "ci",
+        "PRISM_CLUSTER_PROVIDER": "context",
+        "PRISM_CLUSTER_CONTEXT": cluster.context,
+        "PRISM_DATA_DIR": str(tmp_path / "ours"),
+    }
+    del env["PRISM_CLUSTER_NAME"]
+    if allowed:
+        env["PRISM_CLUSTER_ALLOWED_CONTEXTS"] = f"someone-else,{cluster.context}"
+    return env
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    from support.cli import inv
+
+    return inv(*args, env=env)
+
+
+def last_line(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_create_only_checks_that_it_answers(theirs: SimCluster, tmp_path: Path) -> None:
+    result = run(as_context(theirs, tmp_path), "cluster.create")
+    assert result.returncode == 0, result.stderr
+    assert f"cluster of context {theirs.context} answers (Kubernetes v1.32.4)" in result.stdout
+    assert not (tmp_path / "ours" / "clusters").exists()  # nothing recorded as created
+
+
+def test_a_context_not_allowed_is_refused_before_anything_is_applied(
+    theirs: SimCluster, tmp_path: Path
+) -> None:
+    result = run(as_context(theirs, tmp_path, allowed=False), "deploy.all")
+    assert result.returncode == 1
+    assert last_line(result) == (
+        f"context {theirs.context} is not in cluster.allowed_contexts: prism-tasks changes a "
+        f"cluster it did not create only when allowed; add it with "
+        f"PRISM_CLUSTER_ALLOWED_CONTEXTS={theirs.context}"
+    )
+    namespaces = {n["metadata"]["name"] for n in theirs.get("namespaces")["items"]}
+    assert "prism" not in namespaces and "prism-backends" not in namespaces
+
+
+@pytest.mark.parametrize(
+    "task", ["cluster.stop", "cluster.start", "cluster.delete", "cluster.purge"]
+)
+def test_lifecycle_tasks_refuse(theirs: SimCluster, tmp_path: Path, task: str) -> None:
+    result = run(
+        as_context(theirs, tmp_path), task, *(["--yes"] if task == "cluster.purge" else [])
+    )
+    assert result.returncode == 1
+    assert last_line(result).startswith(
+        f"cannot {task.split('.')[1]} the cluster of context {theirs.context}: the context "
+        "provider only uses a cluster someone else runs"
+    )
+    assert theirs.kubectl("get", "--raw", "/readyz").stdout == "ok"
+
+
+def test_deploy_on_their_storage_then_backup(
+    theirs: SimCluster, postgres: Postgres, tmp_path: Path
+) -> None:
+    env = as_context(theirs, tmp_path)
+    deployed = run(env, "deploy.all", "--timeout", "120")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    claims = theirs.get("pvc", "-A")["items"]
+    assert {(c["metadata"]["namespace"], c["metadata"]["name"]) for c in claims} == set(CLAIMS)
+    assert all(c["spec"]["storageClassName"] == "standard" for c in claims)  # their default
+    assert all(c["status"]["phase"] == "Bound" for c in claims)
+    classes = {sc["metadata"]["name"] for sc in theirs.get("storageclass")["items"]}
+    assert classes == {"standard"}  # ours (local-storage) was not added to their cluster
+    assert [
+        pv for pv in theirs.get("pv")["items"] if pv["metadata"]["name"].startswith("sim-")
+    ] == []
+
+    status = json.loads(run(env, "deploy.status", "--json").stdout)
+    assert all(w["is_ready"] for w in status["workloads"]) and len(status["workloads"]) == 10
+
+    backup = run(
+        {**env, "PRISM_BACKUP_DIR": str(tmp_path / "backups"),
+         "PRISM_BACKUP_POSTGRES_PORT": str(postgres.port)},
+        "backup.postgres",
+    )  # fmt: skip
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    assert len(list((tmp_path / "backups").glob("postgres-*.dump"))) == 1
