@@ -13,17 +13,43 @@ FILE_HELP = "Backup file: a path, or a name from `inv backup.list` (required)."
 YES_HELP = "Do not ask for confirmation (required when there is no terminal)."
 
 
-@task(name="list", default=True)
-def list_(c):
+@task(
+    name="list",
+    default=True,
+    help={"json": "Print a JSON list (kind, file, bytes, created, sha256) instead."},
+)
+def list_(c, json=False):
     """List finished backups, newest first."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
     from ._backup import files as _files
+    from ._core import output as _output
 
     files = _files.finished_backups(c)
+    if json:
+
+        def entry(path: Path) -> dict[str, object]:
+            # sha256 as the checksum file records it (null without one): listing reads no
+            # backup through; `backup.verify` checks a file against it
+            sums = _files.sums_path(path)
+            recorded = sums.read_text("ascii", "replace").split()[:1] if sums.is_file() else []
+            info = path.stat()
+            return {
+                "kind": next(k for k, sfx in _files.SUFFIXES.items() if path.suffix == sfx),
+                "file": str(path),
+                "bytes": info.st_size,
+                "created": datetime.fromtimestamp(info.st_mtime, UTC).isoformat("T", "seconds"),
+                "sha256": recorded[0] if recorded else None,
+            }
+
+        _output.print_json([entry(path) for path in files])
+        return
     if not files:
-        print(f"no backups in {_files.backup_dir(c)}")
+        _output.say(f"no backups in {_files.backup_dir(c)}")
     for path in files:
         checked = "" if _files.sums_path(path).is_file() else "  (no checksum file)"
-        print(f"{_files.human(path.stat().st_size):>10}  {path}{checked}")
+        _output.say(f"{_files.human(path.stat().st_size):>10}  {path}{checked}")
 
 
 @task

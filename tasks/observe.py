@@ -1,5 +1,8 @@
 """Look at the running stack and install the guide's observability stack (Prometheus, Grafana,
-Loki) with Helm; `observe.check` runs the guide's troubleshooting checks and names the fixes."""
+Loki) with Helm; `observe.check` runs the guide's troubleshooting checks and names the fixes.
+
+The charts come from their repositories with `helm --repo` (nothing is added to the user's helm
+repositories) and take their values from manifests/observability/ (tasks/_observe/charts.py)."""
 
 from __future__ import annotations
 
@@ -44,18 +47,21 @@ def _settings_checked(c: Context) -> _settings.Settings:
 @task(default=True, aliases=["pods"])
 def status(c):
     """Show the stack's pods, services and ingresses, the observability releases and metrics."""
+    from ._core import output as _output
     from ._observe import charts as _charts
     from ._observe import checks as _checks
 
     t = _target.require_reachable(c)
     s = _settings.load(c)
     for namespace in NAMESPACES:
+        # kubectl's blocks do not say whose they are (and an empty namespace prints nothing here)
+        _output.say(f"namespace {namespace}:", "bold")
         _target.kubectl(c, "get", "pods,svc,ingress", "-o", "wide", namespace=namespace, dry=False)
     namespace = str(s.observe.namespace)
     try:
         found = _charts.deployed(c, namespace)
     except Exit as error:  # no helm here: the rest of the status still helps
-        print(f"observability: cannot list releases ({error.message})")
+        _output.say(f"observability: cannot list releases ({error.message})", "yellow")
         found = None
     if found is not None:
         wanted = [r.name for r in _charts.releases(s, t)]
@@ -67,14 +73,15 @@ def status(c):
             for name in wanted
         ]
         hint = "" if all(n in found for n in wanted) else "; run `inv observe.install`"
-        print(f"observability (namespace {namespace}): {', '.join(shown)}{hint}")
+        _output.say(f"observability (namespace {namespace}): {', '.join(shown)}{hint}")
     for finding in _checks.metrics_now(c, t):
-        print(finding.line())
+        _output.say(finding.line(), _checks.STYLES[finding.severity])
 
 
 @task(help={"timeout": TIMEOUT_HELP})
 def install(c, timeout=None):
     """Install (or upgrade to) the pinned kube-prometheus-stack and loki-stack charts and wait."""
+    from ._core import output as _output
     from ._observe import charts as _charts
 
     s = _settings_checked(c)
@@ -83,11 +90,12 @@ def install(c, timeout=None):
     started = time.monotonic()
     _charts.install(c, s, t, seconds)
     if c.config.run.dry:
-        print("dry run: the commands above were printed, nothing was installed")
+        _output.say("dry run: the commands above were printed, nothing was installed")
         return
-    print(
+    _output.say(
         f"observability stack ready in namespace {s.observe.namespace} of cluster {t.name} "
-        f"({time.monotonic() - started:.1f}s); Grafana: `inv observe.grafana`"
+        f"({time.monotonic() - started:.1f}s); Grafana: `inv observe.grafana`",
+        "green",
     )
 
 
@@ -100,6 +108,7 @@ def install(c, timeout=None):
 def uninstall(c, yes=False, timeout=None):
     """Uninstall the Prometheus and Loki releases (asks first unless --yes)."""
     from ._core import guard as _guard
+    from ._core import output as _output
     from ._observe import charts as _charts
 
     s = _settings_checked(c)
@@ -112,7 +121,7 @@ def uninstall(c, yes=False, timeout=None):
     )
     removed = _charts.uninstall(c, s, t, seconds)
     if str(s.observe.prometheus_release) in removed:
-        print(
+        _output.say(
             "helm keeps the CRDs of kube-prometheus-stack (*.monitoring.coreos.com); "
             "delete them by hand if nothing else uses them"
         )
@@ -142,26 +151,31 @@ def grafana(c, port=None):
         print("note:     on the simulated cluster no Grafana runs; use this on k3d")
 
 
-@task
-def check(c):
+@task(help={"json": "Print one JSON document (cluster, findings, problems, warnings) instead."})
+def check(c, json=False):
     """Run the guide's troubleshooting checks; one line per finding with its fix."""
+    from ._core import output as _output
     from ._observe import checks as _checks
 
     s = _settings_checked(c)
     t = _target.require_reachable(c)
     ours = {name.strip() for name in str(s.images.names).split(",") if name.strip()}
     findings = _checks.run_all(c, t, str(s.observe.namespace), ours, str(s.observe.dns_image))
-    for finding in findings:
-        print(finding.line())
     problems = sum(f.severity == _checks.PROBLEM for f in findings)
     warnings = sum(f.severity == _checks.WARNING for f in findings)
+    if json:
+        _output.print_json(_checks.document(t.name, findings))
+    else:
+        for finding in findings:
+            _output.say(finding.line(), _checks.STYLES[finding.severity])
     if problems:
         raise Exit(
             f"{problems} problem(s), {warnings} warning(s) on cluster {t.name}; "
             "apply the fixes above and run `inv observe.check` again",
             code=1,
         )
-    print(f"no problems on cluster {t.name} ({warnings} warning(s))")
+    if not json:
+        _output.say(f"no problems on cluster {t.name} ({warnings} warning(s))", "green")
 
 
 @task(
@@ -228,8 +242,8 @@ _settings.configure(
     "observe",
     {
         "namespace": "observability",
-        # guide correction 14: every repository the installs need is added; both URLs can point elsewhere
-        # (a mirror, or the tests' loopback repository).
+        # guide correction 14: the chart repositories, used with `helm --repo` (never added to the
+        # user's helm repositories); either URL can point at a mirror (or the tests' loopback one).
         "prometheus_repo": "https://prometheus-community.github.io/helm-charts",
         "grafana_repo": "https://grafana.github.io/helm-charts",
         # Pinned charts: kube-prometheus-stack 67.8.0 (Prometheus Operator v0.79.2); loki-stack

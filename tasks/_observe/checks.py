@@ -18,6 +18,8 @@ from .._core import target as _target
 from .._core.target import Target
 
 OK, WARNING, PROBLEM, SKIPPED = "ok", "warning", "problem", "skipped"
+# How each severity's line looks on a terminal (tasks/_core/output.py).
+STYLES = {OK: "green", WARNING: "yellow", PROBLEM: "bold red", SKIPPED: "dim"}
 
 # Where the stack runs (the guide's namespaces); observability joins them for pods and claims.
 STACK_NAMESPACES = ("prism", "prism-backends")
@@ -30,14 +32,35 @@ DNS_TIMEOUT = 180  # seconds: the first run may pull the image
 
 class Finding(NamedTuple):
     severity: str
-    subject: str
+    subject: str  # what it is about: a check's name, or an object (prism/pvc/data)
     detail: str
     fix: str = ""
+    check: str = ""  # the check that found it; `run_all` fills it in
 
     def line(self) -> str:
         """One line, always: messages from the cluster may carry newlines."""
         fix = f"; fix: {' '.join(self.fix.split())}" if self.fix else ""
         return f"{self.severity:<8} {self.subject}: {' '.join(self.detail.split())}{fix}"
+
+    def as_json(self) -> dict[str, Any]:
+        """The finding for `observe.check --json`: the line's parts, whitespace collapsed."""
+        return {
+            "severity": self.severity,
+            "check": self.check,
+            "subject": self.subject,
+            "message": " ".join(self.detail.split()),
+            "fix": " ".join(self.fix.split()) or None,
+        }
+
+
+def document(cluster: str, findings: list[Finding]) -> dict[str, Any]:
+    """`observe.check --json`: keys in a fixed order; README lists them."""
+    return {
+        "cluster": cluster,
+        "findings": [f.as_json() for f in findings],
+        "problems": sum(f.severity == PROBLEM for f in findings),
+        "warnings": sum(f.severity == WARNING for f in findings),
+    }
 
 
 @dataclass
@@ -509,11 +532,19 @@ def run_all(
     """Every check, in the guide's order of concern: metrics, reachability, storage, pods, DNS."""
     pod_namespaces = (*STACK_NAMESPACES, observe_namespace)
     snap = gather(c, t, pod_namespaces)
-    findings = [*metrics_server(snap, t), *endpoints(snap, t), *claims(snap, t, pod_namespaces)]
+
+    def by(check: str, found: list[Finding]) -> list[Finding]:
+        return [f._replace(check=check) for f in found]
+
+    findings = [
+        *by("metrics-server", metrics_server(snap, t)),
+        *by("endpoints", endpoints(snap, t)),
+        *by("claims", claims(snap, t, pod_namespaces)),
+    ]
     pod_findings = [
         *containers(snap, t, pod_namespaces, our_images),
         *scheduling(snap, t, pod_namespaces),
     ]
-    findings += pod_findings or [pods_summary(snap, pod_namespaces)]
-    findings.append(dns(c, snap, t, dns_image))
+    findings += by("pods", pod_findings or [pods_summary(snap, pod_namespaces)])
+    findings += by("dns", [dns(c, snap, t, dns_image)])
     return findings

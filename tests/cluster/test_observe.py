@@ -1,11 +1,14 @@
 """observe against the simulated cluster: the real helm installs the observability stack from a
-loopback chart repository, idempotently and without webhooks; observe.check finds what the
-guide's troubleshooting section looks for, and exits non-zero only on problems."""
+loopback chart repository (`--repo`, the user's helm repositories untouched), idempotently and
+without webhooks, and a repository it cannot fetch from is one line naming the mirror setting;
+observe.check finds what the guide's troubleshooting section looks for, as lines or one JSON
+document, and exits non-zero only on problems."""
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,9 +36,18 @@ def charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepo]:
 
 
 @pytest.fixture(scope="module")
-def installed(sim_cluster: SimCluster, charts: ChartRepo) -> Iterator[str]:
+def user_repositories(charts: ChartRepo) -> bytes:
+    """The user's own helm repositories before any install: one they added themselves."""
+    run_helm(helm_env(charts.home / "helm"), "repo", "add", "team-charts", charts.repo("grafana"))
+    return charts.repositories_file.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def installed(
+    sim_cluster: SimCluster, charts: ChartRepo, user_repositories: bytes
+) -> Iterator[str]:
     """observe.install from nothing; yields its output. The releases go again at the end."""
-    result = sim_cluster.inv("observe.install", **charts.env)
+    result = sim_cluster.inv("observe.install", NO_COLOR="1", **charts.env)
     assert result.returncode == 0, result.stdout + result.stderr
     yield result.stdout
     removed = sim_cluster.inv("observe.uninstall", "--yes", **charts.env)
@@ -77,26 +89,63 @@ def test_install_waits_until_every_deployment_is_ready(
         assert deployment["status"].get("readyReplicas") == deployment["spec"]["replicas"], name
 
 
-def test_install_reports_progress_and_time_per_release(installed: str) -> None:
-    assert "prometheus: installing prometheus-community/kube-prometheus-stack 67.8.0 ..." in (
-        installed
-    )
-    assert "loki: installing grafana/loki-stack 2.10.2 ..." in installed
+def test_install_reports_progress_and_time_per_release(charts: ChartRepo, installed: str) -> None:
+    """The plain output (NO_COLOR): each release, where its chart comes from, its time."""
+    lines = installed.splitlines()
+    prometheus = charts.repo("prometheus-community")
+    assert f"prometheus: installing kube-prometheus-stack 67.8.0 from {prometheus} ..." in lines
+    assert f"loki: installing loki-stack 2.10.2 from {charts.repo('grafana')} ..." in lines
     assert re.search(
         r"^prometheus: kube-prometheus-stack-67.8.0 ready in \d+\.\ds$", installed, re.M
     )
     assert re.search(r"^loki: loki-stack-2.10.2 ready in \d+\.\ds$", installed, re.M)
+    assert re.fullmatch(
+        r"observability stack ready in namespace observability of cluster prism-ci "
+        r"\(\d+\.\ds\); Grafana: `inv observe.grafana`",
+        lines[-1],
+    )
 
 
-def test_install_adds_both_repositories_from_configuration(
-    sim_cluster: SimCluster, charts: ChartRepo, installed: str
+def test_install_fetches_from_the_configured_urls_and_leaves_the_users_repositories_alone(
+    sim_cluster: SimCluster, charts: ChartRepo, user_repositories: bytes, installed: str
 ) -> None:
-    added = {r["name"]: r["url"] for r in helm(sim_cluster, charts, "repo", "list")}
-    assert added == {
-        "prometheus-community": charts.repo("prometheus-community"),
-        "grafana": charts.repo("grafana"),
-    }
     assert {"/prometheus-community/index.yaml", "/grafana/index.yaml"} <= set(charts.requests)
+    assert charts.repositories_file.read_bytes() == user_repositories
+    listed = {r["name"]: r["url"] for r in helm(sim_cluster, charts, "repo", "list")}
+    assert listed == {"team-charts": charts.repo("grafana")}
+
+
+@pytest.fixture
+def refused_url() -> Iterator[str]:
+    """A loopback port that is bound but not listening: connections to it are refused."""
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{bound.getsockname()[1]}/charts"
+
+
+@pytest.mark.parametrize("broken", ["not-found", "refused"])
+def test_a_repository_that_cannot_be_fetched_from_is_one_line_naming_it_and_the_mirror_setting(
+    sim_cluster: SimCluster, charts: ChartRepo, refused_url: str, broken: str
+) -> None:
+    url = charts.repo("no-such-repository") if broken == "not-found" else refused_url
+    env = {
+        **charts.env,
+        "PRISM_OBSERVE_NAMESPACE": "observability-broken",
+        "PRISM_OBSERVE_PROMETHEUS_REPO": url,
+    }
+    result = sim_cluster.inv("observe.install", **env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"cannot fetch chart kube-prometheus-stack 67.8.0 from {url} (Error: ")
+    assert line.endswith(
+        "); to use a mirror of that repository, set PRISM_OBSERVE_PROMETHEUS_REPO to its URL "
+        "(in .env or the environment) and run `inv observe.install` again"
+    )
+    assert result.stdout.splitlines() == [
+        f"prometheus: installing kube-prometheus-stack 67.8.0 from {url} ..."
+    ]
+    assert releases(sim_cluster, charts, "observability-broken") == {}
 
 
 def test_install_on_kwok_switches_off_the_webhooks_and_creates_none(
@@ -122,12 +171,17 @@ def test_install_on_kwok_switches_off_the_webhooks_and_creates_none(
     assert aggregated == []
 
 
-def test_second_install_changes_nothing(
+def test_second_install_changes_nothing_and_needs_no_repository(
     sim_cluster: SimCluster, charts: ChartRepo, installed: str
 ) -> None:
-    """helm would write a new revision on every upgrade; an unchanged release is left alone."""
+    """helm would write a new revision on every upgrade; an unchanged release is left alone,
+    without fetching anything (the repositories here point nowhere)."""
     before = {n: d["metadata"]["resourceVersion"] for n, d in deployments(sim_cluster).items()}
-    result = sim_cluster.inv("observe.install", **charts.env)
+    nowhere = {
+        "PRISM_OBSERVE_PROMETHEUS_REPO": charts.repo("gone"),
+        "PRISM_OBSERVE_GRAFANA_REPO": charts.repo("gone"),
+    }
+    result = sim_cluster.inv("observe.install", **{**charts.env, **nowhere})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "prometheus: kube-prometheus-stack-67.8.0 already deployed with these values " in (
         result.stdout
@@ -149,7 +203,9 @@ def test_a_changed_pin_upgrades_that_release_only_and_uninstall_removes_both(
         assert older.returncode == 0, older.stdout + older.stderr
         newer = sim_cluster.inv("observe.install", **env)
         assert newer.returncode == 0, newer.stdout + newer.stderr
-        assert "loki: upgrading grafana/loki-stack 2.10.2 ..." in newer.stdout
+        assert f"loki: upgrading loki-stack 2.10.2 from {charts.repo('grafana')} ..." in (
+            newer.stdout
+        )
         found = releases(sim_cluster, charts, "observability-pins")
         assert {n: (r["chart"], r["revision"]) for n, r in found.items()} == {
             "prometheus": ("kube-prometheus-stack-67.8.0", "1"),
@@ -171,7 +227,7 @@ def test_status_lists_the_releases_and_the_metrics_warning(
     sim_cluster: SimCluster, charts: ChartRepo, installed: str
 ) -> None:
     for name in ("observe", "observe.pods"):  # the default task, under its old name too
-        result = sim_cluster.inv(name, **charts.env)
+        result = sim_cluster.inv(name, NO_COLOR="1", **charts.env)
         assert result.returncode == 0, result.stderr
         assert (
             "observability (namespace observability): "
@@ -191,8 +247,24 @@ def stack(sim_cluster: SimCluster, installed: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def check(cluster: SimCluster) -> subprocess.CompletedProcess[str]:
-    result = cluster.inv("observe.check")
+def test_status_heads_each_kubectl_block_with_its_namespace(
+    sim_cluster: SimCluster, charts: ChartRepo, stack: None
+) -> None:
+    result = sim_cluster.inv("observe.status", NO_COLOR="1", **charts.env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    first, second = lines.index("namespace prism:"), lines.index("namespace prism-backends:")
+    end = next(i for i, line in enumerate(lines) if line.startswith("observability (namespace"))
+    assert first < second < end
+    prism, backends = lines[first + 1 : second], lines[second + 1 : end]
+    assert any(line.startswith("service/prism-admin ") for line in prism), prism
+    assert not any(line.startswith("service/redis ") for line in prism), prism
+    assert any(line.startswith("service/redis ") for line in backends), backends
+    assert not any(line.startswith("service/prism-admin ") for line in backends), backends
+
+
+def check(cluster: SimCluster, *flags: str) -> subprocess.CompletedProcess[str]:
+    result = cluster.inv("observe.check", *flags, NO_COLOR="1")
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
@@ -222,6 +294,39 @@ def test_check_on_a_healthy_stack_exits_zero_and_warns_about_metrics_server(
         line.startswith("skipped  dns: not meaningful on the simulated cluster") for line in lines
     )
     assert lines[-1] == "no problems on cluster prism-ci (1 warning(s))"
+
+
+def test_check_json_on_a_healthy_stack_is_one_document_with_stable_keys(
+    sim_cluster: SimCluster, stack: None
+) -> None:
+    result = check(sim_cluster, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)  # all of standard output: nothing but the document
+    assert list(document) == ["cluster", "findings", "problems", "warnings"]
+    assert (document["cluster"], document["problems"], document["warnings"]) == ("prism-ci", 0, 1)
+    for finding in document["findings"]:
+        assert list(finding) == ["severity", "check", "subject", "message", "fix"]
+    by_check = {f["check"]: f for f in document["findings"]}
+    assert list(by_check) == ["metrics-server", "endpoints", "claims", "pods", "dns"]
+    assert by_check["metrics-server"]["severity"] == "warning"
+    assert by_check["metrics-server"]["message"].startswith("no v1beta1.metrics.k8s.io API")
+    assert by_check["metrics-server"]["fix"] == (
+        "expected here; on k3d, metrics-server ships with k3s"
+    )
+    assert by_check["endpoints"]["severity"] == "ok" and by_check["endpoints"]["fix"] is None
+    assert by_check["dns"] == {
+        "severity": "skipped",
+        "check": "dns",
+        "subject": "dns",
+        "message": "not meaningful on the simulated cluster: its pods run no containers, so no "
+        "pod can resolve anything",
+        "fix": None,
+    }
+    # the same findings as the plain lines, in the same order
+    plain = check(sim_cluster).stdout.splitlines()
+    assert [line.split(":", 1)[0] for line in plain[:-1]] == [
+        f"{f['severity']:<8} {f['subject']}" for f in document["findings"]
+    ]
 
 
 @contextmanager
@@ -261,6 +366,25 @@ def test_check_reports_an_unbound_claim_with_the_storage_class_fix(
         "(have: local-storage); fix: use an existing class (the stack's is local-storage, "
         "created by `inv deploy.foundation`) or create 'no-such-class'"
     ) in result.stdout.splitlines()
+    assert "1 problem(s), 1 warning(s) on cluster prism-ci" in result.stderr
+
+
+def test_check_json_with_a_problem_prints_the_document_and_exits_1(
+    sim_cluster: SimCluster, unbound_claim: None
+) -> None:
+    result = check(sim_cluster, "--json")
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    assert (document["problems"], document["warnings"]) == (1, 1)
+    [problem] = [f for f in document["findings"] if f["severity"] == "problem"]
+    assert problem == {
+        "severity": "problem",
+        "check": "claims",
+        "subject": "prism/pvc/orphan-data",
+        "message": "Pending: storage class 'no-such-class' does not exist (have: local-storage)",
+        "fix": "use an existing class (the stack's is local-storage, created by "
+        "`inv deploy.foundation`) or create 'no-such-class'",
+    }
     assert "1 problem(s), 1 warning(s) on cluster prism-ci" in result.stderr
 
 

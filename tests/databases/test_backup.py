@@ -532,3 +532,74 @@ def test_a_stream_that_loses_bytes_on_the_way_is_not_kept(
     line = one_line(result)
     assert re.search(r"pg_dump: the pod sent \d+ bytes but 1000 arrived; nothing was kept", line)
     assert everything_in(backups) == []
+
+
+# --- backup.list: lines for people, --json for scripts -----------------------------------------
+
+
+@pytest.fixture
+def two_backups(run: Inv, notes: Postgres, redis: Redis, backups: Path) -> tuple[Path, Path]:
+    """A real Postgres backup, then a real Redis one (newer)."""
+    redis.cli("SET", "listed", "yes")
+    dump = made(run("backup.postgres"), "postgres", backups)
+    rdb = made(run("backup.redis"), "redis", backups)
+    return dump, rdb
+
+
+def test_list_json_describes_each_backup_newest_first(
+    run: Inv, two_backups: tuple[Path, Path]
+) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    dump, rdb = two_backups
+    listed = run("backup.list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    document = json.loads(listed.stdout)
+    assert [list(entry) for entry in document] == [
+        ["kind", "file", "bytes", "created", "sha256"]
+    ] * 2
+    assert document == [
+        {
+            "kind": kind,
+            "file": str(path),
+            "bytes": path.stat().st_size,
+            "created": datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat("T", "seconds"),
+            "sha256": _files.sha256(path),
+        }
+        for kind, path in (("redis", rdb), ("postgres", dump))
+    ]
+    assert all(entry["created"].endswith("+00:00") for entry in document)
+
+
+def test_list_json_gives_null_for_a_backup_without_its_checksum_file(
+    run: Inv, two_backups: tuple[Path, Path]
+) -> None:
+    import json
+
+    dump, _ = two_backups
+    _files.sums_path(dump).unlink()
+    [entry] = [
+        e for e in json.loads(run("backup.list", "--json").stdout) if e["kind"] == "postgres"
+    ]
+    assert entry["file"] == str(dump) and entry["sha256"] is None
+
+
+def test_list_plain_output_with_no_color(run: Inv, two_backups: tuple[Path, Path]) -> None:
+    dump, rdb = two_backups
+    _files.sums_path(dump).unlink()
+    listed = run("backup.list", NO_COLOR="1")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        f"{_files.human(rdb.stat().st_size):>10}  {rdb}",
+        f"{_files.human(dump.stat().st_size):>10}  {dump}  (no checksum file)",
+    ]
+
+
+def test_list_of_an_empty_directory(run: Inv, backups: Path) -> None:
+    import json
+
+    assert json.loads(run("backup.list", "--json").stdout) == []
+    plain = run("backup.list", NO_COLOR="1")
+    assert plain.returncode == 0
+    assert plain.stdout.splitlines() == [f"no backups in {backups}"]

@@ -1,6 +1,7 @@
 """observe without a cluster: the exact helm and kubectl commands (MockContext, for the k3d
 variant that cannot run here), idempotence decisions, and each troubleshooting check on
-hand-made objects."""
+hand-made objects. (The same against a real helm and the simulated cluster:
+tests/cluster/test_observe.py.)"""
 
 from __future__ import annotations
 
@@ -18,19 +19,13 @@ from tasks import observe
 from tasks._core import target as _target
 from tasks._observe import checks as _checks
 
+ROOT = Path(__file__).resolve().parents[2]
 K3D = ["--context", "k3d-prism-local"]
 READYZ = cmd("kubectl", *K3D, "get", "--raw", "/readyz")
-REPO_ADDS = [
-    [
-        "helm",
-        "repo",
-        "add",
-        "prometheus-community",
-        "https://prometheus-community.github.io/helm-charts",
-        "--force-update",
-    ],
-    ["helm", "repo", "add", "grafana", "https://grafana.github.io/helm-charts", "--force-update"],
-]
+PROMETHEUS_REPO = "https://prometheus-community.github.io/helm-charts"
+GRAFANA_REPO = "https://grafana.github.io/helm-charts"
+PROMETHEUS_VALUES = str(ROOT / "manifests" / "observability" / "prometheus-values.yaml")
+LOKI_VALUES = str(ROOT / "manifests" / "observability" / "loki-values.yaml")
 
 
 def helm_argv(context: str, *args: str, kubeconfig: str = "") -> list[str]:
@@ -43,15 +38,17 @@ def prometheus_upgrade(*extra: str) -> list[str]:
         "upgrade",
         "--install",
         "prometheus",
-        "prometheus-community/kube-prometheus-stack",
+        "kube-prometheus-stack",
+        "--repo",
+        PROMETHEUS_REPO,
         "--version",
         "67.8.0",
         "--create-namespace",
         "--wait",
         "--timeout",
         "600s",
-        "--set",
-        "prometheus.prometheusSpec.serviceMonitorSelectorNilUsesHelmValues=false",
+        "-f",
+        PROMETHEUS_VALUES,
         *extra,
     ]
 
@@ -60,17 +57,27 @@ LOKI_UPGRADE = [
     "upgrade",
     "--install",
     "loki",
-    "grafana/loki-stack",
+    "loki-stack",
+    "--repo",
+    GRAFANA_REPO,
     "--version",
     "2.10.2",
     "--create-namespace",
     "--wait",
     "--timeout",
     "600s",
-    "--set",
-    "grafana.enabled=false",
-    "--set",
-    "promtail.enabled=true",
+    "-f",
+    LOKI_VALUES,
+]
+PROMETHEUS_FETCH = [
+    "helm",
+    "show",
+    "chart",
+    "kube-prometheus-stack",
+    "--repo",
+    PROMETHEUS_REPO,
+    "--version",
+    "67.8.0",
 ]
 KWOK_SWITCHES = [
     "--set",
@@ -92,7 +99,6 @@ def k3d(tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811  (t
 def k3d_install_shell(releases: Any = (), values: dict[str, Any] | None = None) -> Any:
     answers = {
         READYZ: ok("ok"),
-        **{cmd(*argv): ok() for argv in REPO_ADDS},
         cmd(*helm_argv("k3d-prism-local", "list", "--all", "-o", "json")): ok(list(releases)),
         cmd(*helm_argv("k3d-prism-local", *prometheus_upgrade())): ok(),
         cmd(*helm_argv("k3d-prism-local", *LOKI_UPGRADE)): ok(),
@@ -104,12 +110,14 @@ def k3d_install_shell(releases: Any = (), values: dict[str, Any] | None = None) 
 
 
 @pytest.mark.usefixtures("k3d")
-def test_install_on_k3d_adds_every_repository_then_installs_the_pinned_charts() -> None:
+def test_install_on_k3d_installs_the_pinned_charts_from_their_repositories_with_values_files() -> (
+    None
+):
+    """`--repo` and `-f`: no `helm repo add` (the user's repositories stay as they are)."""
     c = k3d_install_shell()
     observe.install(c)
     assert commands(c) == [
         ["kubectl", *K3D, "get", "--raw", "/readyz"],
-        *REPO_ADDS,
         helm_argv("k3d-prism-local", "list", "--all", "-o", "json"),
         helm_argv("k3d-prism-local", *prometheus_upgrade()),
         helm_argv("k3d-prism-local", *LOKI_UPGRADE),
@@ -140,14 +148,13 @@ def test_install_on_kwok_switches_off_every_webhook(
     c = shell(
         {
             cmd(*readyz): ok("ok"),
-            **{cmd(*argv): ok() for argv in REPO_ADDS},
             cmd(*listing): ok([]),
             cmd(*prometheus): ok(),
             cmd(*loki): ok(),
         }
     )
     observe.install(c)
-    assert changes(c) == [*REPO_ADDS, prometheus, loki]
+    assert changes(c) == [prometheus, loki]
 
 
 @pytest.mark.usefixtures("k3d")
@@ -170,7 +177,7 @@ def test_install_leaves_a_release_at_the_pin_with_the_same_values_alone(
         "prometheus: kube-prometheus-stack-67.8.0 already deployed with these values "
         "(revision 3); nothing to do" in out
     )
-    assert "loki: installing grafana/loki-stack 2.10.2 ..." in out
+    assert f"loki: installing loki-stack 2.10.2 from {GRAFANA_REPO} ..." in out
 
 
 @pytest.mark.usefixtures("k3d")
@@ -203,6 +210,7 @@ def test_install_that_helm_cannot_finish_says_what_to_do_next() -> None:
     c = k3d_install_shell()
     prometheus = cmd(*helm_argv("k3d-prism-local", *prometheus_upgrade()))
     c.set_result_for("run", prometheus, fail("Error: context deadline exceeded"))
+    c.set_result_for("run", cmd(*PROMETHEUS_FETCH), ok("name: kube-prometheus-stack"))
     with pytest.raises(Exit) as caught:
         observe.install(c)
     assert str(caught.value.message) == (
@@ -370,6 +378,102 @@ def test_check_on_k3d_reports_failed_dns_with_the_coredns_commands(
         "`kubectl --context k3d-prism-local -n kube-system get pods -l k8s-app=kube-dns` and "
         "`kubectl --context k3d-prism-local -n kube-system logs -l k8s-app=kube-dns`"
     )
+
+
+HEALTHY_K3D_FINDINGS = [
+    {
+        "severity": "ok",
+        "check": "metrics-server",
+        "subject": "metrics-server",
+        "message": "v1beta1.metrics.k8s.io is available; the HPA gets its metrics",
+        "fix": None,
+    },
+    {
+        "severity": "ok",
+        "check": "endpoints",
+        "subject": "endpoints",
+        "message": "1 Service(s) in prism, prism-backends have ready endpoints",
+        "fix": None,
+    },
+    {
+        "severity": "ok",
+        "check": "claims",
+        "subject": "claims",
+        "message": "0 claim(s) Bound",
+        "fix": None,
+    },
+    {
+        "severity": "ok",
+        "check": "pods",
+        "subject": "pods",
+        "message": "0 pod(s) in prism, prism-backends, observability: no pull, crash or "
+        "scheduling errors",
+        "fix": None,
+    },
+    {
+        "severity": "ok",
+        "check": "dns",
+        "subject": "dns",
+        "message": "prism-admin.prism.svc.cluster.local resolves from a pod (busybox:1.36)",
+        "fix": None,
+    },
+]
+
+
+@pytest.mark.usefixtures("k3d")
+def test_check_json_on_k3d_is_one_document_with_every_finding(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    observe.check(k3d_check_shell(ok("Name:\tprism-admin.prism.svc.cluster.local\n")), json=True)
+    document = json.loads(capsys.readouterr().out)  # the whole output: nothing else printed
+    assert list(document) == ["cluster", "findings", "problems", "warnings"]
+    assert document == {
+        "cluster": "prism-local",
+        "findings": HEALTHY_K3D_FINDINGS,
+        "problems": 0,
+        "warnings": 0,
+    }
+
+
+@pytest.mark.usefixtures("k3d")
+def test_check_json_with_a_problem_prints_the_document_then_exits_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from invoke import Result
+
+    failed = Result(stdout="** server can't find prism-admin.prism.svc.cluster.local\n", exited=1)
+    with pytest.raises(Exit) as caught:
+        observe.check(k3d_check_shell(failed), json=True)
+    assert caught.value.code == 1
+    document = json.loads(capsys.readouterr().out)
+    assert (document["problems"], document["warnings"]) == (1, 0)
+    assert document["findings"][:4] == HEALTHY_K3D_FINDINGS[:4]
+    assert document["findings"][4] == {
+        "severity": "problem",
+        "check": "dns",
+        "subject": "dns",
+        "message": "nslookup prism-admin.prism.svc.cluster.local from a pod failed: "
+        "** server can't find prism-admin.prism.svc.cluster.local",
+        "fix": "check CoreDNS: `kubectl --context k3d-prism-local -n kube-system get pods -l "
+        "k8s-app=kube-dns` and `kubectl --context k3d-prism-local -n kube-system logs -l "
+        "k8s-app=kube-dns`",
+    }
+
+
+@pytest.mark.usefixtures("k3d")
+def test_check_plain_output_with_no_color_is_the_findings_lines_then_the_summary(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    observe.check(k3d_check_shell(ok("Name:\tprism-admin.prism.svc.cluster.local\n")))
+    assert capsys.readouterr().out.splitlines() == [
+        *(f"ok       {f['subject']}: {f['message']}" for f in HEALTHY_K3D_FINDINGS),
+        "no problems on cluster prism-local (0 warning(s))",
+    ]
 
 
 # --- the checks, one behaviour each, on hand-made objects ------------------------------------

@@ -4,7 +4,8 @@ Small stand-ins for kube-prometheus-stack and loki-stack (the real names and pin
 Deployment or two each, no webhooks) are written by hand, packaged and indexed with the pinned
 helm, and served by `http.server` on a free loopback port: one directory per repository
 (`/prometheus-community/`, `/grafana/`), each with its own index.yaml, so a chart is only found
-in the repository it really lives in. helm's own state lives in a temporary home.
+in the repository it really lives in. helm's own state lives in a temporary home, and so does
+the user's repositories.yaml (`ChartRepo.repositories_file`), which the tasks must leave alone.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def helm_env(home: Path) -> dict[str, str]:
         "HELM_CONFIG_HOME": str(home / "config"),
         "HELM_CACHE_HOME": str(home / "cache"),
         "HELM_DATA_HOME": str(home / "data"),
+        "HELM_REPOSITORY_CONFIG": str(home / "config" / "repositories.yaml"),
     }
 
 
@@ -194,6 +196,11 @@ class ChartRepo:
 
     def repo(self, name: str) -> str:
         return f"{self.url}/{name}"
+
+    @property
+    def repositories_file(self) -> Path:
+        """The repositories.yaml of the helm that the tasks run (HELM_REPOSITORY_CONFIG)."""
+        return Path(helm_env(self.home / "helm")["HELM_REPOSITORY_CONFIG"])
 
     @property
     def env(self) -> dict[str, str]:
