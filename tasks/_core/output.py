@@ -61,14 +61,17 @@ _ANSI = {"green": "32", "bold red": "1;31", "dim": "2"}
 
 
 def line(ok: bool | None, text: str) -> None:
-    """A result line: its mark, then the text."""
+    """A result line: its mark, then the text (an indented text keeps its indent before the
+    mark)."""
     symbol, style = STYLES[ok]
+    body = text.lstrip(" ")
+    indent = text[: len(text) - len(body)]
     if styled():
         from rich.markup import escape
 
-        console().print(f"[{style}]{symbol}[/] {escape(text)}")
+        console().print(f"{indent}[{style}]{symbol}[/] {escape(body)}")
     else:
-        print(f"{symbol} {text}", flush=True)
+        print(f"{indent}{symbol} {body}", flush=True)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

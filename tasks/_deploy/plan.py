@@ -22,9 +22,11 @@ from .._kube import watch as _watch
 from .._kube.readiness import Progress, is_ready, pod_ready
 from .render import (
     STEPS,
+    TIER,
     Step,
     apply_order,
     autoscaled,
+    labels,
     namespaces_of,
     objects_of,
     without_replicas,
@@ -83,7 +85,15 @@ class Plan:
         self.api = api
         self.resources = _kube.Resources(api)
         self.steps = list(steps)
-        self.by_step = {step.name: objects_of(objects, step) for step in steps}
+        chosen = {tier for step in steps for tier in step.tiers}
+        # the foundation creates the claims of the steps chosen, and only those
+        self.by_step = {
+            step.name: [
+                o for o in objects_of(objects, step)
+                if o.get("kind") != "PersistentVolumeClaim" or labels(o).get(TIER) in chosen
+            ]
+            for step in steps
+        }  # fmt: skip
         self.namespaces = namespaces_of(objects)
         self.progress = Progress()
         self.kicked: set[tuple[str, str, str]] = set()  # (namespace, statefulset, revision)

@@ -165,7 +165,7 @@ def plan_objects(
                 )
     if for_apply:
         require_placed(objects)
-        extra = secrets(_settings.load(c))
+        extra = secrets(_settings.load(c)) + statefulset_claims(objects)
         if _target.resolve(c).provider == "kwok":
             from .._providers import kwok as _kwok
 
@@ -243,7 +243,53 @@ def labels(obj: dict[str, Any]) -> dict[str, str]:
 
 
 def objects_of(objects: Iterable[dict[str, Any]], step: Step) -> list[dict[str, Any]]:
-    return [o for o in objects if labels(o).get(TIER) in step.tiers]
+    """The objects a step applies. Every claim goes with the foundation, whatever step its
+    workload is in: claims bind while the steps before their workload run, instead of after."""
+    if "foundation" in step.tiers:
+        return [
+            o for o in objects
+            if labels(o).get(TIER) in step.tiers or o.get("kind") == "PersistentVolumeClaim"
+        ]  # fmt: skip
+    return [
+        o for o in objects
+        if labels(o).get(TIER) in step.tiers and o.get("kind") != "PersistentVolumeClaim"
+    ]  # fmt: skip
+
+
+def statefulset_claims(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The claims each StatefulSet's controller would create from its volumeClaimTemplates
+    (`<template>-<statefulset>-<ordinal>`), made ahead with the foundation so that they bind
+    (a pre-bound or provisioned volume) while earlier steps run; the controller uses a claim of
+    that name when it finds one. Only deploys add them: `deploy.delete` leaves the
+    StatefulSets' claims, and their data, in place as before."""
+    made = []
+    for obj in objects:
+        if obj.get("kind") != "StatefulSet":
+            continue
+        meta, spec = obj["metadata"], obj["spec"]
+        selector = spec["selector"].get("matchLabels", {})
+        for template in spec.get("volumeClaimTemplates", []):
+            for ordinal in range(spec.get("replicas", 1)):
+                made.append(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "metadata": {
+                            "name": f"{template['metadata']['name']}-{meta['name']}-{ordinal}",
+                            "namespace": meta.get("namespace", "default"),
+                            # what the controller gives its claims (the template's labels and
+                            # the pods' selector), and the StatefulSet's step
+                            "labels": {
+                                **template["metadata"].get("labels", {}),
+                                **selector,
+                                "app.kubernetes.io/part-of": "prism",
+                                TIER: labels(obj).get(TIER, ""),
+                            },
+                        },
+                        "spec": template["spec"],
+                    }
+                )
+    return made
 
 
 def workloads(objects: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]:

@@ -109,6 +109,10 @@ def kwokctl_config(s: Settings, bin_dir: str, kubectl: str) -> dict[str, Any]:
     }
 
 
+# What each simulated node offers (kwok's own defaults, plus ephemeral storage).
+NODE_CAPACITY = {"cpu": "1k", "memory": "1Ti", "pods": "1M", "ephemeral-storage": "1Ti"}
+
+
 def node_names(s: Settings, t: Target) -> list[str]:
     servers = [f"kwok-{t.name}-server-{i}" for i in range(s.cluster_int("servers"))]
     agents = [f"kwok-{t.name}-agent-{i}" for i in range(s.cluster_int("agents"))]
@@ -139,6 +143,9 @@ def nodes(s: Settings, t: Target) -> list[dict[str, Any]]:
                     "labels": labels,
                 },
                 "spec": {"podCIDR": f"10.42.{index}.0/24", "podCIDRs": [f"10.42.{index}.0/24"]},
+                # a node registers with its status; kwok keeps what it is given, and without
+                # ephemeral-storage no pod that requests it would ever be scheduled
+                "status": {"capacity": NODE_CAPACITY, "allocatable": NODE_CAPACITY},
             }
         )
     return objects
