@@ -3,6 +3,8 @@ with them; `prism` is the same program under the project's name."""
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 from support.cli import ROOT, inv
 
-from tasks._cli.program import SSH_FLAGS, wants_ssh
+from tasks._cli.program import SSH_FLAGS, ssh_arguments, wants_ssh
 
 BIN = Path(sys.executable).parent
 
@@ -52,14 +54,13 @@ def test_ssh_flags_are_exactly_fabrics_own():
     from fabric.main import Fab
     from invoke import Program
 
-    def flags(program: Program) -> set[str]:
-        names = set()
-        for argument in program.core_args():
-            for name in argument.names:
-                names.add(f"-{name}" if len(name) == 1 else f"--{name}")
-        return names
+    def arguments(program: Program) -> dict[tuple[str, ...], tuple[object, ...]]:
+        return {a.names: (a.kind, a.default, a.help) for a in program.core_args()}
 
-    assert flags(Fab()) - flags(Program()) == SSH_FLAGS
+    theirs = {k: v for k, v in arguments(Fab()).items() if k not in arguments(Program())}
+    ours = {a.names: (a.kind, a.default, a.help) for a in ssh_arguments()}
+    assert ours == theirs
+    assert {f"-{n}" if len(n) == 1 else f"--{n}" for names in theirs for n in names} == SSH_FLAGS
 
 
 def loaded_modules(*args: str) -> set[str]:
@@ -79,8 +80,9 @@ def loaded_modules(*args: str) -> set[str]:
     }
 
 
-def test_plain_inv_list_imports_neither_fabric_nor_paramiko():
-    modules = loaded_modules("--list")
+@pytest.mark.parametrize("args", [["--list"], ["--help"], ["--complete", "--", "inv", "-"]])
+def test_plain_inv_imports_neither_fabric_nor_paramiko(args: list[str]):
+    modules = loaded_modules(*args)
     assert "invoke" in modules
     assert not {m for m in modules if m.split(".")[0] in ("fabric", "paramiko", "kubernetes")}
 
@@ -118,11 +120,28 @@ def test_prism_version_names_the_project():
     assert prism.stdout.startswith("Prism ")
 
 
-def test_help_with_hosts_offers_fabrics_flags():
-    result = inv("-H", "box", "--help")
-    assert "--ssh-config" in result.stdout
-    assert "--prompt-for-passphrase" in result.stdout
-    assert "--ssh-config" not in inv("--help").stdout
+def test_help_lists_the_ssh_flags_as_the_fabric_program_does():
+    plain, with_hosts = inv("--help"), inv("-H", "box", "--help")
+    assert plain.returncode == with_hosts.returncode == 0
+    assert plain.stdout == with_hosts.stdout
+    assert "  -H STRING, --hosts=STRING" in plain.stdout
+    assert "  -S STRING, --ssh-config=STRING" in plain.stdout
+    assert "  --prompt-for-passphrase" in plain.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [(["doctor", "-H", "box"], "-H/--hosts"), (["doctor", "-i", "key"], "-i/--identity")],
+)
+def test_an_ssh_flag_after_a_task_name_is_refused_not_ignored(args: list[str], flag: str):
+    # Without the refusal invoke would take it as a core flag and run doctor here, not on box.
+    result = inv(*args)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"{flag} goes before the task names (as in `inv -H box deploy.all`), "
+        "where it makes the tasks run over SSH\n"
+    )
+    assert result.stdout == ""
 
 
 def test_console_scripts_are_ours():
@@ -141,3 +160,132 @@ def test_other_projects_tasks_load_instead_of_ours(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "their hello\n"
+
+
+# --- shell completion: invoke's, plus the SSH flags and the values this checkout knows ----
+
+
+def completions(*words: str, env: dict[str, str] | None = None) -> list[str]:
+    """What `inv --complete` prints for a command line (as invoke's completion scripts call it)."""
+    result = inv("--complete", "--", "inv", *words, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def directories(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.is_dir())
+
+
+OVERLAYS = directories(ROOT / "manifests" / "overlays")
+BACKENDS = sorted(
+    p.parent.name
+    for p in (ROOT / "manifests" / "base").glob("*/kustomization.yaml")
+    if "app.kubernetes.io/component: backend" in p.read_text()
+)
+WORKLOADS = sorted(
+    p.parent.name
+    for p in (ROOT / "manifests" / "base").glob("*/*.yaml")
+    if p.name in (f"{p.parent.name}-deployment.yaml", f"{p.parent.name}-statefulset.yaml")
+)
+
+
+def test_completion_offers_the_ssh_flags():
+    flags = completions("-")
+    assert {"-H", "--hosts", "-i", "--identity", "-S", "--ssh-config", "-t"} <= set(flags)
+    assert "--prompt-for-passphrase" in flags and "--list" in flags
+    assert "--hosts" in completions("--ho")
+
+
+def test_completion_after_ssh_flags_offers_the_tasks_and_their_flags():
+    assert "deploy.all" in completions("-H", "box")
+    assert "--overlay" in completions("-H", "box", "deploy.all", "--ov")
+
+
+def test_overlay_flag_completes_overlay_names():
+    assert len(OVERLAYS) > 1
+    assert completions("deploy.all", "--overlay") == OVERLAYS
+    assert completions("deploy.all", "-o") == OVERLAYS
+    assert completions("deploy.all", "--overlay", "lo") == OVERLAYS  # the shell keeps `local`
+
+
+def test_a_finished_value_is_followed_by_the_task_names():
+    # `--overlay local` may still be typed on (more names) or done (a task comes next).
+    offered = completions("deploy.all", "--overlay", "local")
+    assert offered[: len(OVERLAYS)] == OVERLAYS
+    assert "deploy.verify" in offered[len(OVERLAYS) :]
+
+
+def test_flag_equals_value_forms_of_each_shell():
+    # zsh and fish pass `--overlay=lo` as one word; bash splits it at "=".
+    assert completions("deploy.all", "--overlay=lo") == [f"--overlay={o}" for o in OVERLAYS]
+    assert completions("deploy.all", "--overlay", "=") == OVERLAYS
+    assert completions("deploy.all", "--overlay", "=", "lo") == OVERLAYS
+
+
+def test_backend_lists_complete_the_next_backend():
+    assert completions("backends.deploy", "--only") == BACKENDS
+    assert completions("backends.deploy", "--only", "redis,n") == [
+        f"redis,{b}" for b in BACKENDS if b != "redis"
+    ]
+
+
+def test_positional_workload_names():
+    assert "prism-proxy" in WORKLOADS and "redis" in WORKLOADS
+    # `observe.logs` may still be typed on: the task name stays among the candidates.
+    assert completions("observe.logs") == [*WORKLOADS, "observe.logs"]
+    assert completions("observe.logs", "pri") == WORKLOADS
+    assert completions("deploy.restart", "--app") == WORKLOADS
+
+
+def test_image_names_follow_the_settings():
+    assert completions("images.build", "--only", env={"PRISM_IMAGES_NAMES": "one,two"}) == [
+        "one",
+        "two",
+    ]
+
+
+def test_hosts_complete_from_ssh_config(tmp_path: Path):
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text(
+        "Host box alt *.example !skip\n  User me\nHost=other\nMatch host x\n"
+    )
+    home = {"HOME": str(tmp_path)}
+    assert completions("-H", env=home) == ["alt", "box", "other"]
+    assert completions("-H", "box,", env=home) == ["box,alt", "box,other"]
+    # Any host name will do: after one, the tasks come too.
+    assert completions("-H", "box", env=home)[:3] == ["alt", "box", "other"]
+    assert "deploy.all" in completions("-H", "box", env=home)
+
+
+def test_a_path_to_inv_is_the_program_not_a_task():
+    result = inv("--complete", "--", ".venv/bin/inv", "deploy.all", "--overlay")
+    assert result.stdout.splitlines() == OVERLAYS
+
+
+def bash_complete(line: list[str]) -> list[str]:
+    """Tab on the last word of `line` in a real bash with `inv --print-completion-script bash`
+    loaded (its function gets COMP_WORDS, the current word and the previous one)."""
+    script = inv("--print-completion-script", "bash").stdout
+    words = " ".join(shlex.quote(w) for w in line)
+    program = (
+        f"{script}\nCOMP_WORDS=({words}); COMP_CWORD={len(line) - 1}\n"
+        f"_complete_invoke inv {shlex.quote(line[-1])} {shlex.quote(line[-2])}\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    result = subprocess.run(
+        ["bash", "-c", program],
+        cwd=ROOT,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_bash_completes_values_flags_and_ssh_flags():
+    assert bash_complete(["inv", "deploy.all", "--overlay", "lo"]) == ["local"]
+    assert bash_complete(["inv", "-H", "box", "deploy.all", "--ov"]) == ["--overlay"]
+    assert bash_complete(["inv", "--hos"]) == ["--hosts"]
+    assert bash_complete(["inv", "observe.logs", "prism-p"]) == ["prism-proxy"]
