@@ -204,6 +204,8 @@ def doctor(c, provider=None, json=False, fix=False):
 
     from ._core import output as _output
 
+    if _command.is_remote(c):
+        c.open()  # type: ignore[attr-defined]  # an unreachable host is one line, not N missing tools
     t = _target.resolve(c, provider)
     required = {"kubectl", "helm"} | PROVIDER_TOOLS.get(t.provider, set())
     text = not json

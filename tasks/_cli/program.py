@@ -28,6 +28,7 @@ from invoke.parser import Parser, ParserContext
 
 # Imported here, not when needed: in another project the loader has replaced `tasks` with that
 # project's package by the time a task runs (tasks/__init__.py imports it anyway).
+from .._core.calls import parallel_argument
 from .._core.command import interrupted
 
 
@@ -125,11 +126,13 @@ class ProjectProgram(Program):
     task name would otherwise be taken as a core flag and silently ignored."""
 
     def core_args(self) -> list[Argument]:
-        return [*super().core_args(), *ssh_arguments()]
+        return [*super().core_args(), *ssh_arguments(), parallel_argument()]
 
     def parse_cleanup(self) -> None:
         if self.args.complete.value:
             complete(self)
+        if self.args.parallel.value:
+            raise ParseError("--parallel runs several hosts at once: give them with -H a,b")
         for argument in ssh_arguments():
             if self.args[argument.name].got_value:
                 names = "/".join(_flag(name) for name in argument.names)
@@ -355,7 +358,16 @@ def run(argv: list[str], **identity: Any) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         try:
-            program(ssh=wants_ssh(argv[1:]), **identity).run(argv)
+            ssh = wants_ssh(argv[1:])
+            if ssh:
+                from . import fanout as _fanout
+
+                plan = _fanout.plan(argv[1:], ProjectProgram(**identity))
+                if len(plan.hosts) > 1:
+                    sys.exit(_fanout.fan_out(argv[0], plan))
+                hosts = ["-H", *plan.hosts] if plan.hosts else []  # before a `--` remainder
+                argv = [argv[0], *hosts, *plan.core, *plan.rest]
+            program(ssh=ssh, **identity).run(argv)
         finally:
             sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
     except SystemExit:

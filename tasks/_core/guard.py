@@ -24,7 +24,7 @@ def marker(s: _settings.Settings, t: Target, c: Context | None = None) -> Path:
     """Where the proof of creation lives: one file per provider and cluster name, and per
     host for clusters on remote workstations."""
     place = "" if c is None or not _command.is_remote(c) else f"{_command.where(c)}-"
-    return s.data_dir / "clusters" / f"{place}{t.provider}-{t.name}.json"
+    return s.local_data_dir / "clusters" / f"{place}{t.provider}-{t.name}.json"
 
 
 def is_dry(c: Context) -> bool:

@@ -37,16 +37,22 @@ class Profile(NamedTuple):
     https_port: int
     grpc_port: int
     api_port: int
+    image_tag: str  # the Prism images' tag (images.tag) unless configured
 
+
+# The Prism release the staging, prod and ci overlays pin their Prism images to
+# (manifests/components/pinned-images; tests/offline/test_manifests_render.py keeps the two
+# equal). local and dev keep the guide's `latest`, imported into the nodes.
+PINNED_IMAGE_TAG = "0.1.0"
 
 # The guide's cluster is `local`; its multi-cluster section adds dev, staging and prod.
 # guide correction 8: every environment gets its own host ports so that clusters can coexist.
 ENVIRONMENTS: dict[str, Profile] = {
-    "local": Profile("prism-local", "local", 1, 2, 8080, 8443, 50051, 6443),
-    "dev": Profile("prism-dev", "dev", 1, 1, 8180, 8543, 50151, 6543),
-    "staging": Profile("prism-staging", "staging", 1, 2, 8280, 8643, 50251, 6643),
-    "prod": Profile("prism-prod", "prod", 3, 3, 8380, 8743, 50351, 6743),
-    "ci": Profile("prism-ci", "ci", 1, 2, 8480, 8843, 50451, 6843),
+    "local": Profile("prism-local", "local", 1, 2, 8080, 8443, 50051, 6443, "latest"),
+    "dev": Profile("prism-dev", "dev", 1, 1, 8180, 8543, 50151, 6543, "latest"),
+    "staging": Profile("prism-staging", "staging", 1, 2, 8280, 8643, 50251, 6643, PINNED_IMAGE_TAG),
+    "prod": Profile("prism-prod", "prod", 3, 3, 8380, 8743, 50351, 6743, PINNED_IMAGE_TAG),
+    "ci": Profile("prism-ci", "ci", 1, 2, 8480, 8843, 50451, 6843, PINNED_IMAGE_TAG),
 }
 
 
@@ -78,6 +84,7 @@ class Settings(NamedTuple):
     profile: Profile
     sections: dict[str, Section]
     dotenv: dict[str, str]
+    host_home: str = ""  # $HOME of the -H host the commands run on; "" for this machine
 
     def __getattr__(self, section: str) -> Section:
         try:
@@ -100,8 +107,26 @@ class Settings(NamedTuple):
 
     @property
     def data_dir(self) -> Path:
-        """Where this environment keeps data that outlives its cluster (guide correction 9)."""
+        """Where this environment keeps data that outlives its cluster (guide correction 9),
+        on the machine the commands run on: a -H host's own home for `~`."""
+        return self.place(self.sections["prism"]["data_dir"]) / self.env
+
+    @property
+    def local_data_dir(self) -> Path:
+        """The data directory on this machine, whichever machine the commands run on (what
+        this project records about the clusters it made lives here)."""
         return resolve_path(self.sections["prism"]["data_dir"]) / self.env
+
+    def place(self, value: str) -> Path:
+        """A configured path on the machine the commands run on. Here: `resolve_path`. On a
+        -H host: `~` is the host's home, and a relative path is relative to it (this
+        project's directory is not there)."""
+        if not self.host_home:
+            return resolve_path(value)
+        text = str(value)
+        if text == "~" or text.startswith("~/"):
+            return Path(self.host_home + text[1:])
+        return Path(text) if text.startswith("/") else Path(self.host_home) / text
 
     def secret(self, key: str) -> str:
         """A credential from the environment or `.env`; never from committed files."""
@@ -256,10 +281,34 @@ def _merge(c: Context) -> Settings:
         raise Exit(
             f"unknown environment PRISM_ENV={env!r}; choose one of: {', '.join(ENVIRONMENTS)}"
         )
+    images = sections.get("images")
+    if images is not None and not images["tag"]:
+        # empty: the environment's, as the overlay it deploys pins it (a deploy replaces the
+        # tag an overlay gives the Prism images with images.tag)
+        images["tag"] = ENVIRONMENTS[env].image_tag
     for section, values in sections.items():
         for key, value in values.items():
             _check_value(section, key, value)
-    return Settings(env=env, profile=ENVIRONMENTS[env], sections=sections, dotenv=dotenv)
+    home = _host_home(c) if hasattr(c, "host") and hasattr(c, "open") else ""  # a -H host
+    return Settings(
+        env=env, profile=ENVIRONMENTS[env], sections=sections, dotenv=dotenv, host_home=home
+    )
+
+
+def _host_home(c: Context) -> str:
+    """$HOME on the -H host (one round trip, once per host and run; `echo` is a shell builtin,
+    so a host with nothing on its PATH answers too). Asked with the connection's own `run`:
+    `command` builds on this module."""
+    answer = c.run('echo "$HOME"', hide=True, warn=True, dry=False, echo=False, in_stream=False)
+    home = answer.stdout.strip() if answer is not None else ""
+    if answer is None or not answer.ok or not home.startswith("/"):
+        host = getattr(c, "label", None) or getattr(c, "host", "")
+        raise Exit(
+            f"cannot tell the home directory of host {host} ($HOME is {home or 'not set'}); "
+            "set PRISM_DATA_DIR and PRISM_CLUSTER_KUBECONFIG to absolute paths",
+            code=1,
+        )
+    return home
 
 
 # Variables that are not `section.key` settings: credentials (into Secrets), and where to look.

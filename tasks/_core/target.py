@@ -64,9 +64,7 @@ def resolve(c: Context, provider: str | None = None) -> Target:
         provider=chosen,
         name=name,
         context=f"{chosen}-{name}",
-        kubeconfig=str(_settings.resolve_path(s.cluster.kubeconfig))
-        if s.cluster.kubeconfig
-        else "",
+        kubeconfig=str(s.place(s.cluster.kubeconfig)) if s.cluster.kubeconfig else "",
         reason=reason,
     )
     _targets[key] = found
@@ -83,7 +81,7 @@ def _existing(s: _settings.Settings) -> Target:
             "of the cluster to use (`kubectl config get-contexts -o name` lists them)",
             code=1,
         )
-    kubeconfig = str(_settings.resolve_path(s.cluster.kubeconfig)) if s.cluster.kubeconfig else ""
+    kubeconfig = str(s.place(s.cluster.kubeconfig)) if s.cluster.kubeconfig else ""
     return Target("context", context, context, kubeconfig, "an existing cluster, by its context")
 
 

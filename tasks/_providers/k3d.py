@@ -114,13 +114,18 @@ def host_ports(s: Settings) -> dict[str, int]:
     return {key: s.cluster_int(key) for key in (*LB_PORTS, "api_port")}
 
 
-def check_ports_free(s: Settings) -> None:
-    """Every host port must be distinct and free; else name the port and the key to change."""
+def check_ports_free(c: Context, s: Settings) -> None:
+    """Every host port must be distinct and free (on the machine k3d runs on); else name the
+    port and the key to change."""
     seen: dict[int, str] = {}
-    for key, port in host_ports(s).items():
+    ports = host_ports(s)
+    for key, port in ports.items():
         var = f"PRISM_CLUSTER_{key.upper()}"
         if not 0 < port < 65536:
             raise Exit(f"{var}={port} is not a TCP port; choose one between 1 and 65535", code=1)
+    taken = _ports.busy(c, ports.values())
+    for key, port in ports.items():
+        var = f"PRISM_CLUSTER_{key.upper()}"
         if port in seen:
             raise Exit(
                 f"host port {port} is configured twice (cluster.{seen[port]} and cluster.{key}); "
@@ -128,7 +133,7 @@ def check_ports_free(s: Settings) -> None:
                 code=1,
             )
         seen[port] = key
-        problem = _ports.port_unavailable(port)
+        problem = taken.get(port)
         if problem:
             raise Exit(
                 f"host port {port} (cluster.{key}, environment {s.env}) {problem}; "
@@ -349,8 +354,7 @@ def create(c: Context, s: Settings, t: Target) -> None:
     _command.require(c, "k3d")
     _command.require(c, "kubectl")
     check_kubeconfig_context(c, s, t)
-    if not _command.is_remote(c):  # a remote host's own k3d reports a busy port
-        check_ports_free(s)
+    check_ports_free(c, s)
     if s.cluster.registry:
         ensure_registry(c, s)
     path = write_config(c, s, t)

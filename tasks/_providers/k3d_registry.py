@@ -52,7 +52,7 @@ def ensure_registry(c: Context, s: Settings) -> bool:
             )
         print(f"registry {host} already exists on port {port}; nothing to do")
         return False
-    problem = _ports.port_unavailable(port)
+    problem = _ports.busy(c, [port]).get(port)
     if problem:
         raise Exit(
             f"host port {port} (images.registry_port) {problem}; "

@@ -267,10 +267,10 @@ def check_binaries(c: Context) -> str:
 
 
 def check_ports_free(c: Context, s: Settings) -> None:
-    if _command.is_remote(c):
-        return  # the host's kwokctl reports a busy port itself
-    for key, port in control_plane_ports(s).items():
-        problem = _ports.port_unavailable(port)
+    ports = control_plane_ports(s)
+    taken = _ports.busy(c, ports.values())
+    for key, port in ports.items():
+        problem = taken.get(port)
         if problem:
             hint = (
                 "set PRISM_CLUSTER_API_PORT (the other control-plane ports follow it) "

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Iterable
+
+from invoke import Context, Exit
+
+from .._core import command as _command
 
 
 def port_unavailable(port: int) -> str:
@@ -22,3 +27,24 @@ def port_unavailable(port: int) -> str:
                     return "is privileged (below 1024) and this user may not bind it"
                 return f"cannot be bound ({error.strerror})"
     return ""
+
+
+def busy(c: Context, ports: Iterable[int]) -> dict[int, str]:
+    """Why each unusable port cannot be published, on the machine the commands run on: here
+    by binding it; on a -H host by connecting to it there (bash's /dev/tcp, one round trip for
+    all of them), since a port free here says nothing about the host."""
+    wanted = list(dict.fromkeys(ports))
+    if not _command.is_remote(c):
+        return {port: why for port in wanted if (why := port_unavailable(port))}
+    probe = " ".join(map(str, wanted))
+    script = (
+        f"for p in {probe}; do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && echo $p; done; true"
+    )
+    answer = _command.query(c, ["bash", "-c", script])
+    if not answer.ok:
+        raise Exit(
+            f"cannot check ports {probe} on host {_command.label(c)}: {_command.why(answer)}",
+            code=1,
+        )
+    host = _command.label(c)
+    return {int(port): f"is already in use on host {host}" for port in answer.stdout.split()}

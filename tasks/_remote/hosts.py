@@ -26,6 +26,7 @@ from invoke import Call, Exit, Task, UnexpectedExit
 from invoke.config import Config as InvokeConfig
 from invoke.config import merge_dicts
 
+from .._core.calls import parallel_argument
 from .._core.command import interrupted, label
 
 # Exit status for "could not reach or log in to a host", as ssh(1) uses it.
@@ -243,6 +244,9 @@ def _with_pre_and_post(calls: list[Any]) -> list[Call]:
 
 class HostProgram(fabric.main.Fab):
     """fabric's `fab` program; with HostConfig it finds `tasks` and invoke.yaml like `inv`."""
+
+    def core_args(self) -> list[Any]:
+        return [*super().core_args(), parallel_argument()]
 
     def update_config(self) -> None:
         """fabric puts -t into connect_kwargs while our default sits in timeouts.connect, and

@@ -170,6 +170,7 @@ def test_over_ssh_the_values_file_goes_on_helms_standard_input() -> None:
     c = RemoteShell(
         config=config,
         run={
+            'echo "$HOME"': ok("/home/box\n"),  # settings ask the host once for its home
             READYZ: ok("ok"),
             cmd(*helm_argv(CONTEXT, "list", "--all", "-o", "json")): ok([]),
             **{cmd(*argv): ok() for argv in upgrades},

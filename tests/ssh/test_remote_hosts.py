@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -185,7 +186,7 @@ def test_each_host_gets_its_own_run_over_one_connection(box: SshServer, tools: T
     assert result.returncode == 0, result.stderr
     status = ["kwokctl get clusters", "kubectl --context kwok-prism-local get nodes -o wide"]
     listing = ["kwokctl get clusters"]
-    assert tools.calls("remote") == status + status + listing + listing  # task by task
+    assert tools.calls("remote") == status + listing + status + listing  # host by host
     assert box.logins() - logins == 2  # one SSH connection per host, shared by its tasks
 
 
@@ -265,15 +266,15 @@ def test_pre_and_post_tasks_run_once_per_host_on_that_host(box: SshServer, proje
     )
 
     assert result.returncode == 0, result.stderr
-    ran = [line for line in plain(result.stdout) if line.startswith("[")]
-    assert ran == [
-        "[box] echo prepare from-invoke-yaml",
-        f"[{box.address}] echo prepare from-invoke-yaml",
-        "[box] echo ship",
-        f"[{box.address}] echo ship",
-        "[box] echo build",  # ship's post-task; the `build` asked for next is the same call
-        f"[{box.address}] echo build",
+    ran = [line for line in plain(result.stdout) if line.startswith("[") and " echo " in line]
+    one_host = [
+        "echo prepare from-invoke-yaml",
+        "echo ship",
+        "echo build",  # ship's post-task; the `build` asked for next is the same call
     ]
+    assert ran == [f"[box] {line}" for line in one_host] + [
+        f"[{box.address}] {line}" for line in one_host
+    ]  # host by host, each line labelled
 
 
 def test_deploy_all_creates_the_cluster_on_each_host_not_here():
@@ -365,3 +366,119 @@ def test_missing_kubectl_on_the_host_is_one_line(bare: tuple[SshServer, Toolbox]
 
     assert result.stdout.startswith("provider: kwok")
     assert_one_line(result, 127, "kubectl not found on host box; install it there")
+
+
+# --- many hosts: labelled, at once, one failing ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_hosts(
+    sshd_factory: Callable[..., SshServer],  # noqa: F811
+    box_tools: Toolbox,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[SshServer, SshServer, Path]:
+    """Hosts `a` and `b`: two sshd on loopback, each with the stand-in tools, one ssh_config."""
+    a, b = (sshd_factory(path=f"{box_tools.path}:{LOCAL_PATH}", env={SIDE: "remote"}) for _ in "ab")
+    config = tmp_path_factory.mktemp("two-hosts") / "ssh_config"
+    config.write_text(a.ssh_config("a").read_text() + b.ssh_config("b").read_text())
+    return a, b, config
+
+
+def labelled(output: str) -> dict[str, list[str]]:
+    """Each host's lines, by the label they carry; "" for the lines of the summary."""
+    found: dict[str, list[str]] = {}
+    for line in plain(output):
+        match = re.match(r"\[(\w+)\] (.*)", line)
+        host, text = (match[1], match[2]) if match else ("", line)
+        found.setdefault(host, []).append(text)
+    return found
+
+
+def test_parallel_hosts_run_at_once_with_labelled_lines_and_a_summary(
+    two_hosts: tuple[SshServer, SshServer, Path], tools: Toolbox
+):
+    _, _, config = two_hosts
+    result = inv("--ssh-config", str(config), "-H", "a,b", "--parallel", "doctor")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = labelled(result.stdout)
+    for host in "ab":
+        assert lines[host][0].startswith("provider: kwok"), lines[host]
+        assert any(line.startswith("  kubectl   ok") for line in lines[host])
+    summary = [line for line in lines[""] if line]
+    assert summary[0] == "hosts (at once): 2 of 2 succeeded"
+    assert [line.split(":")[0] for line in summary[1:]] == ["✓ a", "✓ b"]
+    probes = Counter(tools.calls("remote"))  # both hosts asked their tools the same questions
+    assert probes and all(count % 2 == 0 for count in probes.values())
+
+
+def test_a_failing_host_does_not_hide_the_other_and_the_exit_is_its(
+    two_hosts: tuple[SshServer, SshServer, Path], tools: Toolbox, tmp_path: Path
+):
+    a, _, _ = two_hosts
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port nobody listens on: sshd is "down" there
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        a.ssh_config("a").read_text()
+        + f"Host b\n    HostName 127.0.0.1\n    Port {closed.getsockname()[1]}\n"
+    )
+    try:
+        result = inv("--ssh-config", str(config), "-H", "b,a", "doctor")  # b first, in turn
+    finally:
+        closed.close()
+
+    assert result.returncode == 255  # ssh's status for an unreachable host
+    errors = labelled(result.stderr)
+    assert len(errors["b"]) == 1  # one line, not every tool "missing"
+    assert errors["b"][0].startswith("cannot reach b (")
+    assert errors["b"][0].endswith("connection refused; is sshd running there?")
+    assert labelled(result.stdout)["a"][0].startswith("provider: kwok")  # a still ran
+    summary = [line for line in labelled(result.stdout)[""] if line]
+    assert summary[0] == "hosts (one after another): 1 of 2 succeeded"
+    assert summary[1].startswith("✗ b: exit 255 after ") and "cannot reach b" in summary[1]
+    assert summary[2].startswith("✓ a: done in ")
+
+
+def test_paths_expand_on_the_host_not_here(
+    two_hosts: tuple[SshServer, SshServer, Path],
+    tools: Toolbox,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+):
+    """The default data directory is `~/...`: `~` is the host's home, never this machine's."""
+    a, _, config = two_hosts
+    monkeypatch.delenv("PRISM_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "local-home"))
+    result = inv(
+        "--ssh-config", str(config), "-H", "a", "--dry", "cluster.create", env={"PRISM_ENV": "prod"}
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    work = f"{a.home}/.local/share/prism/prod/kwok"
+    assert f"[a] sh -c 'umask 077 && mkdir -p {work} && cat > {work}/kwokctl-prism-prod.yaml'" in (
+        plain(result.stdout)
+    )
+    assert str(tmp_path / "local-home") not in result.stdout
+
+
+def test_a_busy_port_is_checked_on_the_host(
+    two_hosts: tuple[SshServer, SshServer, Path], tools: Toolbox
+):
+    _, _, config = two_hosts
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 6743))  # prod's API port, taken on the host
+        taken.listen()
+        result = inv(
+            "--ssh-config",
+            str(config),
+            "-H",
+            "a",
+            "--dry",
+            "cluster.create",
+            env={"PRISM_ENV": "prod"},
+        )
+
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("port 6743 (") and "is already in use on host a;" in last
