@@ -145,7 +145,9 @@ _settings.configure(
     {
         # The guide's six images ("Building and Loading Images"), comma-separated.
         "names": "prism-admin,prism-proxy,keyvalue-runner,consumer-runner,producer-runner,mailbox-runner",
-        "tag": "latest",
+        # Empty: the environment's - `latest` for local and dev (the guide's local imports),
+        # the release the overlay pins for staging, prod and ci (settings.ENVIRONMENTS).
+        "tag": "",
         # A checkout of the Prism repository; relative paths are anchored at this project.
         "source_dir": "../prism-data-layer",
         # Per image, relative to source_dir; {name} is the image name.

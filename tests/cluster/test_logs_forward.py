@@ -35,8 +35,12 @@ spec:
   selector: {matchLabels: {app: echo}}
   template:
     metadata: {labels: {app: echo}}
-    spec:
-      containers: [{name: echo, image: busybox}]
+    spec:  # the namespace enforces Pod Security "restricted"
+      securityContext: {runAsNonRoot: true, runAsUser: 65534, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: echo
+        image: busybox
+        securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
 """
 
 

@@ -392,9 +392,13 @@ UNSCHEDULABLE_POD = """
 apiVersion: v1
 kind: Pod
 metadata: {name: nowhere, namespace: prism}
-spec:
+spec:  # the namespace enforces Pod Security "restricted"
   nodeSelector: {disktype: ssd}
-  containers: [{name: main, image: busybox}]
+  securityContext: {runAsNonRoot: true, runAsUser: 65534, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: main
+    image: busybox
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
 """
 
 

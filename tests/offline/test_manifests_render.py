@@ -31,7 +31,7 @@ OVERLAYS = ["local", "ci", "dev", "staging", "prod"]
 BASES = sorted(p.name for p in (MANIFESTS / "base").iterdir() if p.is_dir())
 # Invariants that hold for the stack as a whole hold for each building block too, including
 # the Kafka base that no overlay deploys by default.
-EVERY_TREE = [f"overlays/{o}" for o in OVERLAYS] + [f"base/{b}" for b in BASES]
+EVERY_TREE = ["stack"] + [f"overlays/{o}" for o in OVERLAYS] + [f"base/{b}" for b in BASES]
 
 WITH_INGRESS = ["local", "dev", "staging", "prod"]
 WITH_HPA = ["local", "dev", "staging", "prod"]
@@ -40,6 +40,8 @@ WITH_HPA = ["local", "dev", "staging", "prod"]
 TIER_OF = {
     "namespaces": "foundation",
     "storage": "foundation",
+    "network-policies": "foundation",
+    "disruption-budgets": "foundation",
     "redis": "backend",
     "nats": "backend",
     "minio": "backend",
@@ -211,6 +213,15 @@ def only_container(workload: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
+def replicas_of(objs: list[dict[str, Any]], workload: dict[str, Any]) -> int:
+    """The workload's replica count, or the floor of the HPA that owns it."""
+    for hpa in of_kind(objs, "HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        if (ref["kind"], ref["name"]) == (workload["kind"], workload["metadata"]["name"]):
+            return int(hpa["spec"]["minReplicas"])
+    return int(workload["spec"].get("replicas", 1))
+
+
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in container.get("env", [])}
 
@@ -369,9 +380,10 @@ def test_local_overlay_runs_exactly_the_guides_workloads() -> None:
 def test_local_workload_has_the_guides_replicas_and_image(
     kind: str, namespace: str, name: str, replicas: int, image: str
 ) -> None:
-    obj = the(overlay("local"), kind, name)
+    objs = overlay("local")
+    obj = the(objs, kind, name)
     assert obj["metadata"]["namespace"] == namespace
-    assert obj["spec"]["replicas"] == replicas
+    assert replicas_of(objs, obj) == replicas
     assert only_container(obj)["image"] == image
 
 
@@ -390,8 +402,13 @@ def test_local_overlay_creates_the_guides_namespaces_and_storage_class() -> None
 def test_proxy_probes_over_grpc_behind_the_guides_load_balancer() -> None:
     objs = overlay("local")
     proxy = only_container(the(objs, "Deployment", "prism-proxy"))
-    assert proxy["livenessProbe"]["grpc"] == {"port": 50051}
     assert proxy["readinessProbe"]["grpc"] == {"port": 50051}
+    # issue 17: the guide's liveness probe was the same gRPC check; now "the port accepts"
+    assert proxy["livenessProbe"] == {
+        "tcpSocket": {"port": 50051},
+        "initialDelaySeconds": 10,
+        "periodSeconds": 10,
+    }
     service = the(objs, "Service", "prism-proxy")
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["metadata"]["annotations"] == {
@@ -516,9 +533,17 @@ def test_ci_leaves_out_ingress_and_hpa() -> None:
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_overlay_sizes_the_proxy_by_its_profile(name: str) -> None:
     replicas, (req_memory, req_cpu), (lim_memory, lim_cpu) = PROFILES[PROFILE_OF[name]]
-    proxy = the(overlay(name), "Deployment", "prism-proxy")
-    assert proxy["spec"]["replicas"] == replicas
-    assert only_container(proxy)["resources"] == {
+    objs = overlay(name)
+    proxy = the(objs, "Deployment", "prism-proxy")
+    assert replicas_of(objs, proxy) >= replicas  # the HPA's floor where one owns the count
+    if name not in WITH_HPA:
+        assert proxy["spec"]["replicas"] == replicas
+    resources = only_container(proxy)["resources"]
+    cpu_and_memory = {
+        bound: {k: v for k, v in values.items() if k in ("memory", "cpu")}
+        for bound, values in resources.items()
+    }
+    assert cpu_and_memory == {
         "requests": {"memory": req_memory, "cpu": req_cpu},
         "limits": {"memory": lim_memory, "cpu": lim_cpu},
     }
@@ -529,6 +554,13 @@ def test_profiles_leave_the_other_workloads_at_the_guides_replicas(name: str) ->
     for kind, _, workload, replicas, _ in GUIDE_WORKLOADS:
         if workload != "prism-proxy":
             assert the(overlay(name), kind, workload)["spec"]["replicas"] == replicas, workload
+        obj = the(overlay(name), kind, workload)
+        resources = only_container(obj).get("resources", {})
+        if workload not in ("prism-proxy", "minio"):  # the guide gives MinIO no CPU or memory
+            guide = only_container(the(objects(f"base/{workload}"), kind, workload))["resources"]
+            for bound in ("requests", "limits"):
+                for key in ("cpu", "memory"):
+                    assert resources[bound][key] == guide[bound][key], (workload, bound, key)
 
 
 def test_local_hpa_is_the_guides() -> None:
@@ -538,9 +570,283 @@ def test_local_hpa_is_the_guides() -> None:
 
 
 @pytest.mark.parametrize("name", WITH_HPA)
-def test_hpa_floor_is_not_below_the_proxy_replicas(name: str) -> None:
+def test_hpa_floor_is_not_below_the_profiles_replicas(name: str) -> None:
     objs = overlay(name)
     hpa = the(objs, "HorizontalPodAutoscaler", "prism-proxy-hpa")
-    proxy = the(objs, hpa["spec"]["scaleTargetRef"]["kind"], hpa["spec"]["scaleTargetRef"]["name"])
-    assert hpa["spec"]["minReplicas"] >= proxy["spec"]["replicas"]
+    assert hpa["spec"]["minReplicas"] >= PROFILES[PROFILE_OF[name]][0]
     assert hpa["spec"]["maxReplicas"] >= hpa["spec"]["minReplicas"]
+
+
+@pytest.mark.parametrize("name", WITH_HPA)
+def test_the_hpa_owns_the_replica_count_of_what_it_scales(name: str) -> None:
+    """kube-score's deployment-targeted-by-hpa-does-not-have-replicas-configured: a static
+    count beside an autoscaler is one the next apply would fight it over."""
+    objs = overlay(name)
+    for hpa in of_kind(objs, "HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        assert "replicas" not in the(objs, ref["kind"], ref["name"])["spec"], ident(hpa)
+
+
+# --- a shared cluster (issue 17): Pod Security, probes, bounds, budgets, NetworkPolicies --------
+
+OUR_NAMESPACES = ("prism", "prism-backends")
+# Every workload a tree can hold: the overlays', and Kafka's (deployed from its base alone).
+HARDENED_TREES = [f"overlays/{o}" for o in OVERLAYS] + ["base/kafka"]
+RUNNERS = {"keyvalue-runner", "consumer-runner", "producer-runner", "mailbox-runner"}
+PRISM_IMAGES = {"prism-admin", "prism-proxy"} | RUNNERS
+
+# (runAsUser, runAsGroup) per workload: the image's own user where it has one; a uid above
+# 10000 where the image has none (docs/manifests-security.md says which rests on what).
+RUNS_AS = {
+    **{name: (65534, 65534) for name in PRISM_IMAGES},  # nobody, as cmd/prism-admin/Dockerfile
+    "redis": (999, 1000),
+    "postgres": (70, 70),
+    "kafka": (1000, 1000),
+    "nats": (10001, 10001),
+    "minio": (10001, 10001),
+}
+# The Pod Security Standards' "restricted" volume types.
+RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+    "projected", "secret",
+}  # fmt: skip
+
+
+def hardened_workloads() -> list[tuple[str, dict[str, Any]]]:
+    return [(tree, w) for tree in HARDENED_TREES for w in workloads(objects(tree))]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_both_namespaces_enforce_pod_security_restricted(name: str) -> None:
+    for namespace in of_kind(overlay(name), "Namespace"):
+        labels = namespace["metadata"]["labels"]
+        for mode in ("enforce", "audit", "warn"):
+            assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted", ident(namespace)
+
+
+@pytest.mark.parametrize("tree", HARDENED_TREES)
+def test_every_pod_meets_pod_security_restricted(tree: str) -> None:
+    """The profile's rules as the API server checks them (tests/cluster/test_pod_security.py
+    has the real one reject a pod that breaks them)."""
+    for workload in workloads(objects(tree)):
+        spec = pod_spec(workload)
+        pod = spec.get("securityContext", {})
+        assert not any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), ident(workload)
+        for volume in spec.get("volumes", []):
+            assert set(volume) - {"name"} <= RESTRICTED_VOLUMES, (ident(workload), volume)
+        for container in containers(workload):
+            own = container.get("securityContext", {})
+            where = f"{ident(workload)} container {container['name']}"
+            assert own.get("runAsNonRoot", pod.get("runAsNonRoot")) is True, where
+            assert own.get("runAsUser", pod.get("runAsUser")) not in (0, None), where
+            assert own.get("allowPrivilegeEscalation") is False, where
+            assert not own.get("privileged"), where
+            assert "ALL" in own.get("capabilities", {}).get("drop", []), where
+            assert set(own.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, where
+            seccomp = own.get("seccompProfile", pod.get("seccompProfile", {}))
+            assert seccomp.get("type") in ("RuntimeDefault", "Localhost"), where
+            assert not any(p.get("hostPort") for p in container.get("ports", [])), where
+
+
+@pytest.mark.parametrize("tree", HARDENED_TREES)
+def test_each_workload_runs_as_its_images_user_and_owns_its_volumes(tree: str) -> None:
+    for workload in workloads(objects(tree)):
+        pod = pod_spec(workload)["securityContext"]
+        user, group = RUNS_AS[workload["metadata"]["name"]]
+        assert (pod["runAsUser"], pod["runAsGroup"], pod["fsGroup"]) == (user, group, group), ident(
+            workload
+        )
+        assert pod_spec(workload)["automountServiceAccountToken"] is False, ident(workload)
+
+
+@pytest.mark.parametrize("tree", HARDENED_TREES)
+def test_root_filesystems_are_read_only_with_a_volume_for_each_written_path(tree: str) -> None:
+    for workload in workloads(objects(tree)):
+        for container in containers(workload):
+            read_only = container["securityContext"]["readOnlyRootFilesystem"]
+            # the Kafka image writes its configuration beside files it ships (its ignore says so)
+            assert read_only is (workload["metadata"]["name"] != "kafka"), ident(workload)
+            mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            if read_only and workload["metadata"]["name"] != "nats":  # nats writes only /data
+                assert "/tmp" in mounts, ident(workload)
+
+
+def test_postgres_keeps_its_data_in_a_directory_it_creates_inside_its_claim() -> None:
+    postgres = only_container(the(overlay("ci"), "StatefulSet", "postgres"))
+    pgdata = env_of(postgres)["PGDATA"]["value"]
+    (claim,) = [m for m in postgres["volumeMounts"] if m["name"] == "data"]
+    assert pgdata.startswith(claim["mountPath"] + "/")
+    assert "/var/run/postgresql" in {m["mountPath"] for m in postgres["volumeMounts"]}
+
+
+def handler(probe: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in probe.items() if k in ("exec", "httpGet", "tcpSocket", "grpc")}
+
+
+@pytest.mark.parametrize("tree", HARDENED_TREES)
+def test_every_serving_container_has_readiness_and_a_different_liveness_probe(tree: str) -> None:
+    for workload in workloads(objects(tree)):
+        for container in containers(workload):
+            if workload["metadata"]["name"] in RUNNERS:
+                # no port and no health endpoint: nothing a probe could ask (components/probes)
+                assert "readinessProbe" not in container, ident(workload)
+                continue
+            readiness, liveness = container["readinessProbe"], container["livenessProbe"]
+            assert len(handler(readiness)) == len(handler(liveness)) == 1, ident(workload)
+            assert handler(readiness) != handler(liveness), ident(workload)
+
+
+@pytest.mark.parametrize("tree", HARDENED_TREES)
+def test_every_container_requests_and_bounds_ephemeral_storage(tree: str) -> None:
+    for workload in workloads(objects(tree)):
+        for container in containers(workload):
+            resources = container["resources"]
+            for bound in ("requests", "limits"):
+                for key in ("cpu", "memory", "ephemeral-storage"):
+                    assert key in resources[bound], (ident(workload), bound, key)
+
+
+# The guide's workloads with more than one replica (prism-proxy: in every profile but the small).
+BUDGETED = {"prism-proxy", "consumer-runner", "producer-runner"}
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_every_workload_that_runs_several_replicas_has_one_budget(name: str) -> None:
+    objs = overlay(name)
+    budgets = of_kind(objs, "PodDisruptionBudget")
+    for workload in workloads(objs):
+        if replicas_of(objs, workload) > 1:
+            assert workload["metadata"]["name"] in BUDGETED, ident(workload)
+        pods = workload["spec"]["template"]["metadata"]["labels"]
+        matching = [
+            b
+            for b in budgets
+            if b["metadata"]["namespace"] == workload["metadata"]["namespace"]
+            and b["spec"]["selector"]["matchLabels"].items() <= pods.items()
+        ]
+        assert len(matching) == (workload["metadata"]["name"] in BUDGETED), ident(workload)
+        for budget in matching:
+            # never blocks a drain, even at the small profile's one proxy
+            assert budget["spec"] == {
+                "maxUnavailable": 1,
+                "selector": workload["spec"]["selector"],
+            }, ident(budget)
+
+
+# NetworkPolicies: the flows they allow, as manifests/README.md's table writes them.
+
+Flow = tuple[str, str, str]  # (from, to, ports)
+
+
+def peer(entry: dict[str, Any], namespace: str) -> str:
+    """`<namespace>/<app>`, `<namespace>/*` or `anywhere`, as the README's table writes it."""
+    if "namespaceSelector" in entry:
+        namespace = entry["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    labels = entry.get("podSelector", {}).get("matchLabels", {})
+    assert len(labels) <= 1, entry
+    return f"{namespace}/{next(iter(labels.values()), '*')}"
+
+
+def policy_flows(objs: list[dict[str, Any]]) -> tuple[set[Flow], set[Flow]]:
+    """(what the ingress rules let in, what the egress rules let out)."""
+    ingress, egress = set(), set()
+    for policy in of_kind(objs, "NetworkPolicy"):
+        namespace, spec = policy["metadata"]["namespace"], policy["spec"]
+        selected = peer({"podSelector": spec["podSelector"]}, namespace)
+        for rule in spec.get("ingress", []):
+            ports = ", ".join(f"{p['port']}/{p['protocol']}" for p in rule["ports"])
+            sources = [peer(e, namespace) for e in rule["from"]] if "from" in rule else ["anywhere"]
+            ingress |= {(source, selected, ports) for source in sources}
+        for rule in spec.get("egress", []):
+            ports = ", ".join(f"{p['port']}/{p['protocol']}" for p in rule["ports"])
+            egress |= {(selected, peer(e, namespace), ports) for e in rule["to"]}
+    return ingress, egress
+
+
+def allowed_flows(objs: list[dict[str, Any]]) -> set[Flow]:
+    ingress, egress = policy_flows(objs)
+    return ingress | egress
+
+
+def documented_flows() -> set[Flow]:
+    text = (MANIFESTS / "README.md").read_text()
+    table = text[text.index("| from | to | port | what for |") :].split("\n\n", 1)[0]
+    rows = [line.strip("|").split("|") for line in table.splitlines()[2:]]
+    return {tuple(cell.strip().strip("`") for cell in row[:3]) for row in rows}  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_both_namespaces_deny_by_default(name: str) -> None:
+    policies = of_kind(overlay(name), "NetworkPolicy")
+    for namespace in OUR_NAMESPACES:
+        deny = [
+            p
+            for p in policies
+            if p["metadata"]["namespace"] == namespace
+            and p["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+        ]
+        assert len(deny) == 1, namespace
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_policies_allow_exactly_the_flows_the_readme_documents(name: str) -> None:
+    assert allowed_flows(overlay(name)) == documented_flows()
+
+
+def test_both_ends_of_every_flow_inside_the_stack_agree() -> None:
+    """Where client and server are both ours, the client's egress and the server's ingress must
+    allow the same connection, or whichever is missing drops it."""
+    ingress, egress = policy_flows(overlay("local"))
+    ours = lambda end: end.split("/")[0] in OUR_NAMESPACES  # noqa: E731
+    for source, target, ports in egress:
+        if ours(target):
+            accepted = {source, f"{source.split('/')[0]}/*", "anywhere"}
+            assert any((s, target, ports) in ingress for s in accepted), (source, target, ports)
+    for source, target, ports in ingress:
+        if ours(source):
+            assert (source, target, ports) in egress, (source, target, ports)
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_every_policy_selects_pods_that_exist(name: str) -> None:
+    objs = overlay(name)
+    apps = {
+        (w["metadata"]["namespace"], w["spec"]["template"]["metadata"]["labels"]["app"])
+        for w in workloads(objs)
+    }
+    for policy in of_kind(objs, "NetworkPolicy"):
+        labels = policy["spec"]["podSelector"].get("matchLabels", {})
+        if labels:
+            assert (policy["metadata"]["namespace"], labels["app"]) in apps, ident(policy)
+
+
+# Images: pinned where a shared cluster runs them, the guide's local convention elsewhere.
+
+PINNED = ["staging", "prod", "ci"]
+LOCAL_CONVENTION = ["local", "dev"]
+
+
+@pytest.mark.parametrize("name", PINNED)
+def test_pinned_overlays_name_no_moving_tag_and_always_pull(name: str) -> None:
+    from tasks._core import settings as _settings
+
+    for workload in workloads(overlay(name)):
+        container = only_container(workload)
+        image, _, tag = container["image"].rpartition(":")
+        assert image and tag and tag != "latest", ident(workload)
+        assert container["imagePullPolicy"] == "Always", ident(workload)
+        if image in PRISM_IMAGES:
+            # what the deploy puts there (images.tag's default for the environment) is the pin
+            assert tag == _settings.ENVIRONMENTS[name].image_tag == _settings.PINNED_IMAGE_TAG
+
+
+@pytest.mark.parametrize("name", LOCAL_CONVENTION)
+def test_local_overlays_keep_the_guides_local_imports(name: str) -> None:
+    from tasks._core import settings as _settings
+
+    assert _settings.ENVIRONMENTS[name].image_tag == "latest"
+    for workload in workloads(overlay(name)):
+        container = only_container(workload)
+        if workload["metadata"]["name"] in PRISM_IMAGES:
+            assert container["image"] == f"{workload['metadata']['name']}:latest"
+            assert container["imagePullPolicy"] == "Never"
