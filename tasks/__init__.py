@@ -9,6 +9,7 @@ subpackages below, whose names are the layers; imports point down only
     _deploy     render an overlay into objects; plan and apply them step by step
     _backup     backup files, streams into pods, Postgres, Redis
     _observe    troubleshooting checks, Helm charts
+    _chaos      chaos drills: watch, disrupt, restore, report
     _providers  the cluster providers (k3d, kwok) behind one Protocol
     _kube       the Kubernetes client, readiness, watches
     _remote     SSH hosts and the tunnel to their API servers

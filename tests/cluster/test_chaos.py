@@ -1,11 +1,21 @@
 """chaos.kill-pod on the simulated cluster: a Ready pod dies, its controller replaces it, and the
-task reports when the workload is whole again; it refuses a cluster that is not ours."""
+task reports when the workload is whole again; it refuses a cluster that is not ours. Every
+drill refuses such a cluster too (below), and this module holds what the drill tests in
+test_chaos_*.py share: the test workloads, running `inv` and sending it Ctrl-C."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from support.cli import INV, ROOT
 from support.sim import SimCluster
 
 pytestmark = pytest.mark.cluster
@@ -64,3 +74,207 @@ def test_dry_run_prints_the_delete_and_deletes_nothing(stack: SimCluster) -> Non
     assert result.returncode == 0, result.stderr
     assert f"delete pod {sorted(before)[0]} --wait=false" in result.stdout
     assert pod_names(stack, "prism-proxy") == before
+
+
+# --- shared by the drill tests (tests/cluster/test_chaos_*.py) ----------------------------------
+
+NODE = "kwok-prism-ci-agent-1"  # the drills' node: the ci environment has server-0, agent-0/1
+UNREACHABLE = "node.kubernetes.io/unreachable"
+
+
+def manifests(node: str, pdb: str = "", pinned: bool = False) -> str:
+    """A Deployment (two pods, preferring `node`) and optionally a StatefulSet whose volume is
+    pinned to `node`, both evicted 1 s after their node is tainted unreachable (the default is
+    300 s), in a namespace of their own; `pdb` is a PodDisruptionBudget spec for the web pods."""
+    tolerate = (
+        "tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, "
+        "effect: NoExecute, tolerationSeconds: 1}]"
+    )
+    prefer = (
+        "affinity: {nodeAffinity: {preferredDuringSchedulingIgnoredDuringExecution: "
+        "[{weight: 100, preference: {matchExpressions: [{key: kubernetes.io/hostname, "
+        f"operator: In, values: [{node}]}}]}}}}]}}}}"
+    )
+    docs = [
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: chaos-test}",
+        f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: chaos-web, namespace: chaos-test}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: chaos-web}}}}
+  template:
+    metadata: {{labels: {{app: chaos-web}}}}
+    spec:
+      {prefer}
+      {tolerate}
+      containers: [{{name: web, image: nginx}}]""",
+    ]
+    if pdb:
+        docs.append(
+            "apiVersion: policy/v1\nkind: PodDisruptionBudget\n"
+            "metadata: {name: chaos-web, namespace: chaos-test}\n"
+            f"spec: {{{pdb}, selector: {{matchLabels: {{app: chaos-web}}}}}}"
+        )
+    if pinned:
+        docs += [
+            f"""apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: chaos-pinned}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Delete
+  storageClassName: chaos-local
+  claimRef: {{namespace: chaos-test, name: data-chaos-db-0}}
+  hostPath: {{path: /var/lib/chaos-pinned}}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [{node}]}}]""",
+            f"""apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: chaos-db, namespace: chaos-test}}
+spec:
+  serviceName: chaos-db
+  replicas: 1
+  selector: {{matchLabels: {{app: chaos-db}}}}
+  template:
+    metadata: {{labels: {{app: chaos-db}}}}
+    spec:
+      {tolerate}
+      containers: [{{name: db, image: postgres}}]
+  volumeClaimTemplates:
+  - metadata: {{name: data}}
+    spec: {{accessModes: [ReadWriteOnce], storageClassName: chaos-local, resources: {{requests: {{storage: 1Gi}}}}}}""",
+        ]
+    return "\n---\n".join(docs) + "\n"
+
+
+@contextmanager
+def chaos_workloads(
+    cluster: SimCluster, node: str = NODE, pdb: str = "", pinned: bool = False
+) -> Iterator[None]:
+    cluster.kubectl("apply", "-f", "-", input=manifests(node, pdb, pinned))
+    try:
+        cluster.kubectl(
+            "rollout", "status", "-n", "chaos-test", "deployment/chaos-web", "--timeout=120s",
+            timeout=150,
+        )  # fmt: skip
+        if pinned:
+            cluster.kubectl(
+                "rollout", "status", "-n", "chaos-test", "statefulset/chaos-db",
+                "--timeout=120s", timeout=150,
+            )  # fmt: skip
+        yield
+    finally:
+        cluster.kubectl(
+            "delete", "namespace", "chaos-test", "--ignore-not-found", "--wait=true", timeout=180
+        )
+        cluster.kubectl("delete", "pv", "chaos-pinned", "--ignore-not-found", timeout=120)
+
+
+def start(cluster: SimCluster, *args: str) -> subprocess.Popen[str]:
+    """A running `inv`, in its own process group (like a shell's foreground job)."""
+    return subprocess.Popen(
+        [INV, *args],
+        cwd=ROOT,
+        env={**os.environ, **cluster.env, "PYTHONFAULTHANDLER": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def read_until(task: subprocess.Popen[str], text: str) -> list[str]:
+    """The task's output lines up to the first that contains `text`."""
+    assert task.stdout is not None
+    seen = []
+    for line in task.stdout:
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"the task ended without a line containing {text!r}: {''.join(seen)}")
+
+
+def interrupt(task: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl-C as a terminal sends it (to the whole process group); the rest of the output."""
+    os.killpg(task.pid, signal.SIGINT)
+    try:
+        out, err = task.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.kill(task.pid, signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack
+        out, err = task.communicate(timeout=30)
+        raise AssertionError(f"no end 180 s after Ctrl-C:\n{out}\n{err}") from None
+    assert "Traceback" not in out + err
+    return out, err
+
+
+def node(cluster: SimCluster, name: str = NODE) -> dict[str, Any]:
+    return cast(dict[str, Any], cluster.get("node", name))
+
+
+def ready(obj: dict[str, Any]) -> str:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c["status"] for c in conditions if c["type"] == "Ready"), "")
+
+
+def wait_usable(cluster: SimCluster, name: str = NODE, timeout: float = 180) -> None:
+    """Until the node is Ready and the node lifecycle controller has lifted its lost-node taints
+    (it does so at its next pass, every 25 s on the simulated cluster); waiting, not a check."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = node(cluster, name)
+        taints = [t["key"] for t in found["spec"].get("taints") or []]
+        if ready(found) == "True" and UNREACHABLE not in taints:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"node {name} not usable after {timeout}s: {found['spec']}")
+
+
+def prism_workloads_ready(cluster: SimCluster) -> bool:
+    items = cluster.get("deployments,statefulsets", "-A", "-l", "app.kubernetes.io/part-of=prism")
+    return all(
+        (w.get("status") or {}).get("readyReplicas", 0) == w["spec"].get("replicas", 1)
+        for w in items["items"]
+    )
+
+
+def last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+GUARDED = [
+    ["chaos.node-down", "--node", NODE, "--for", "5"],
+    ["chaos.drain", "--node", NODE],
+    ["chaos.backend-outage", "--backend", "redis", "--for", "5"],
+    ["chaos.api-restart"],
+]
+
+
+@pytest.mark.parametrize("args", GUARDED, ids=[a[0] for a in GUARDED])
+def test_every_drill_refuses_a_cluster_this_project_did_not_create(
+    stack: SimCluster, tmp_path: Path, args: list[str]
+) -> None:
+    """Guide correction 20: another data directory holds no record of creating the cluster, so
+    the drill stops before it changes anything (the node stays schedulable and Ready, the
+    backend keeps its replica, the control plane keeps its leader)."""
+    leader = stack.get("lease", "-n", "kube-system", "kube-controller-manager")["spec"]
+    result = stack.inv(*args, PRISM_DATA_DIR=str(tmp_path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert last_line(result.stderr).startswith("cluster prism-ci was not created by prism-tasks")
+    assert not node(stack)["spec"].get("unschedulable")
+    assert ready(node(stack)) == "True"
+    assert stack.get("statefulset", "-n", "prism-backends", "redis")["spec"]["replicas"] == 1
+    after = stack.get("lease", "-n", "kube-system", "kube-controller-manager")["spec"]
+    assert after["holderIdentity"] == leader["holderIdentity"]
+
+
+def table(out: str) -> list[str]:
+    """The recovery table's lines, header first, and whatever follows it (the details)."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["drill", "started"])
+    return lines[start:]

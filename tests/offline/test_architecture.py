@@ -1,6 +1,6 @@
 """The folders are the layers, and imports point one way: down.
 
-CLI (the namespace modules, `_cli`) -> engines (`_deploy`, `_backup`, `_observe`) ->
+CLI (the namespace modules, `_cli`) -> engines (`_deploy`, `_backup`, `_observe`, `_chaos`) ->
 `_providers` -> `_kube` -> `_remote` -> `_core`. A module may import from its own package or
 from a lower layer, never from a higher one or sideways into another engine, and no chain of
 imports may come back to where it started. Imports inside functions count too: they are
@@ -23,6 +23,7 @@ LAYERS = {
     "_deploy": 4,
     "_backup": 4,
     "_observe": 4,
+    "_chaos": 4,
     "_providers": 3,
     "_kube": 2,
     "_remote": 1,
