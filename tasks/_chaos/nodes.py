@@ -193,16 +193,7 @@ class KwokNode:
             }
             for kind in CONDITIONS
         ]
-        _ok(
-            _kube.request(
-                self.api,
-                "PATCH",
-                f"/api/v1/nodes/{self.name}/status",
-                body={"status": {"conditions": conditions}},
-                content_type=STRATEGIC,
-            ),
-            f"mark node {self.name} Unknown",
-        )
+        self._report(conditions, f"mark node {self.name} Unknown")
         marked = []
         for pod in pods_on(self.api, self.name):
             if pod["metadata"].get("deletionTimestamp") or not _drills.pod_ready(pod):
@@ -214,6 +205,19 @@ class KwokNode:
             marked.append(key)
         self._annotate()
         return marked
+
+    def _report(self, conditions: list[dict[str, Any]], what: str) -> None:
+        """Write the node's conditions, as its kubelet would."""
+        _ok(
+            _kube.request(
+                self.api,
+                "PATCH",
+                f"/api/v1/nodes/{self.name}/status",
+                body={"status": {"conditions": conditions}},
+                content_type=STRATEGIC,
+            ),
+            what,
+        )
 
     def restore(self) -> str:
         if self.holder is None:
@@ -240,16 +244,7 @@ class KwokNode:
             {**c, "lastHeartbeatTime": now, "lastTransitionTime": now} for c in self.conditions
         ]
         if conditions:
-            _ok(
-                _kube.request(
-                    self.api,
-                    "PATCH",
-                    f"/api/v1/nodes/{self.name}/status",
-                    body={"status": {"conditions": conditions}},
-                    content_type=STRATEGIC,
-                ),
-                f"report node {self.name} Ready again",
-            )
+            self._report(conditions, f"report node {self.name} Ready again")
         confirmed = ready = 0
         for pod in pods_on(self.api, self.name):
             meta = pod["metadata"]
