@@ -10,12 +10,11 @@ from invoke import Context, Exit, Result
 
 from .._core import command as _command
 from .._core import guard as _guard
+from .._core import postgres as _postgres
 from .._core import settings as _settings
 from .._core import target as _target
 from . import files as _files
 from . import pods as _pods
-
-READ_PASSWORD = "IFS= read -r PGPASSWORD && export PGPASSWORD && "
 
 
 def _postgres_secrets(c: Context) -> tuple[str, str, str]:
@@ -28,7 +27,7 @@ def _postgres_secrets(c: Context) -> tuple[str, str, str]:
 
 
 def _connection(c: Context, user: str) -> list[str]:
-    return ["-h", "127.0.0.1", "-p", str(_settings.load(c).backup.postgres_port), "-U", user]
+    return _postgres.connection(_settings.load(c).backup.postgres_port, user)
 
 
 def backup_postgres(c: Context) -> _files.Finished | None:
@@ -42,7 +41,7 @@ def backup_postgres(c: Context) -> _files.Finished | None:
     directory = _files.ready_dir(c)
     when = _files.stamp()
     partial = _files.partial_path(directory, "postgres", when)
-    dump = READ_PASSWORD + _pods.counted(
+    dump = _postgres.READ_PASSWORD + _pods.counted(
         f"pg_dump {shlex.join([*_connection(c, user), '-Fc', db])}"
     )
     argv = _pods.in_pod(c, s.backup.postgres_pod, "sh", "-c", dump, stdin=True)
@@ -147,7 +146,7 @@ def restore_postgres(c: Context, file: str, yes: bool) -> float | None:
         f"with {path.name} (objects made since the backup are dropped)?",
         yes,
     )
-    psql = shlex.join(["psql", "-X", "-q", "--single-transaction", *_connection(c, user), "-d", db])
+    psql = _postgres.psql(s.backup.postgres_port, user, db, "-q", "--single-transaction")
     # Should pg_restore fail half-way, the line after it ends any COPY and calls a function
     # that does not exist: psql stops on that error and the transaction is rolled back.
     failed = shlex.quote("\n\\.\nSELECT prism_restore_failed_pg_restore_stopped();\n")
@@ -155,7 +154,7 @@ def restore_postgres(c: Context, file: str, yes: bool) -> float | None:
         f'{{ printf %s {shlex.quote(REPLACE_PRELUDE)}; pg_restore -f - "$f" || printf %s {failed}; }} '
         f"| {psql} >/dev/null"
     )
-    script = READ_PASSWORD + _pods.receive(path, digest, replace)
+    script = _postgres.READ_PASSWORD + _pods.receive(path, digest, replace)
     try:
         result = _pods.stream_in(
             c, _pods.in_pod(c, pod, "sh", "-c", script, stdin=True), path, secret=password

@@ -169,6 +169,9 @@ class InterruptibleLocal(Local):
     "interrupted" (exit 130)."""
 
     interrupted = False
+    # invoke decides this in _setup; a Ctrl-C landing before that must still reach the clean-up
+    # in run()'s `finally` (which reads it) as KeyboardInterrupt, not as an AttributeError.
+    using_pty = False
 
     def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
         self.interrupted = True

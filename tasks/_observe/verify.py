@@ -14,7 +14,6 @@ How each check reaches its server:
 from __future__ import annotations
 
 import http.client
-import shlex
 import socket
 import struct
 import time
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 
 from invoke import Context, Exit
 
+from .._core import postgres as _postgres
 from .._core import target as _target
 from . import forward as _forward
 
@@ -300,11 +300,9 @@ def checks(c: Context, stack: Stack) -> list[Check]:
             logs("prism-proxy"),
         ),
     ]
-    password = "IFS= read -r PGPASSWORD && export PGPASSWORD && "
-    psql = shlex.join(
-        ["psql", "-X", "-h", "127.0.0.1", "-p", str(stack.postgres_port), "-U",
-         stack.postgres_user, "-d", stack.postgres_db, "-tAc", "SELECT 1"]
-    )  # fmt: skip
+    select_1 = _postgres.READ_PASSWORD + _postgres.psql(
+        stack.postgres_port, stack.postgres_user, stack.postgres_db, "-tAc", "SELECT 1"
+    )
     backend_checks = {
         "redis": Check(
             "redis PING",
@@ -323,7 +321,7 @@ def checks(c: Context, stack: Stack) -> list[Check]:
                 c,
                 "prism-backends",
                 "postgres-0",
-                password + psql,
+                select_1,
                 "1",
                 secret=stack.postgres_password,
             ),

@@ -5,9 +5,11 @@ test_chaos_*.py share: the test workloads, running `inv` and sending it Ctrl-C."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,10 +84,15 @@ NODE = "kwok-prism-ci-agent-1"  # the drills' node: the ci environment has serve
 UNREACHABLE = "node.kubernetes.io/unreachable"
 
 
-def manifests(node: str, pdb: str = "", pinned: bool = False) -> str:
+GATE = "chaos.test/hold"
+
+
+def manifests(node: str, pdb: str = "", pinned: bool = False, gated: bool = False) -> str:
     """A Deployment (two pods, preferring `node`) and optionally a StatefulSet whose volume is
     pinned to `node`, both evicted 1 s after their node is tainted unreachable (the default is
-    300 s), in a namespace of their own; `pdb` is a PodDisruptionBudget spec for the web pods."""
+    300 s), in a namespace of their own; `pdb` is a PodDisruptionBudget spec for the web pods.
+    `gated`: every web pod is created with a scheduling gate, so it is Ready only once the test
+    lifts the gate (`releasing_gated_pods`), not whenever KWOK gets to it."""
     tolerate = (
         "tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, "
         "effect: NoExecute, tolerationSeconds: 1}]"
@@ -108,6 +115,7 @@ spec:
     spec:
       {prefer}
       {tolerate}
+      {f"schedulingGates: [{{name: {GATE}}}]" if gated else ""}
       containers: [{{name: web, image: nginx}}]""",
     ]
     if pdb:
@@ -153,14 +161,14 @@ spec:
 
 @contextmanager
 def chaos_workloads(
-    cluster: SimCluster, node: str = NODE, pdb: str = "", pinned: bool = False
+    cluster: SimCluster, node: str = NODE, pdb: str = "", pinned: bool = False, gated: bool = False
 ) -> Iterator[None]:
-    cluster.kubectl("apply", "-f", "-", input=manifests(node, pdb, pinned))
+    cluster.kubectl("apply", "-f", "-", input=manifests(node, pdb, pinned, gated))
     try:
-        cluster.kubectl(
-            "rollout", "status", "-n", "chaos-test", "deployment/chaos-web", "--timeout=120s",
-            timeout=150,
-        )  # fmt: skip
+        if gated:
+            with releasing_gated_pods(cluster, after=0):
+                wait_for_web(cluster)
+        wait_for_web(cluster)
         if pinned:
             cluster.kubectl(
                 "rollout", "status", "-n", "chaos-test", "statefulset/chaos-db",
@@ -172,6 +180,44 @@ def chaos_workloads(
             "delete", "namespace", "chaos-test", "--ignore-not-found", "--wait=true", timeout=180
         )
         cluster.kubectl("delete", "pv", "chaos-pinned", "--ignore-not-found", timeout=120)
+
+
+def wait_for_web(cluster: SimCluster) -> None:
+    cluster.kubectl(
+        "rollout", "status", "-n", "chaos-test", "deployment/chaos-web", "--timeout=120s",
+        timeout=150,
+    )  # fmt: skip
+
+
+@contextmanager
+def releasing_gated_pods(cluster: SimCluster, after: float) -> Iterator[None]:
+    """Lift the scheduling gate of each gated chaos-test pod `after` seconds after it is first
+    seen, in the background, for as long as the block runs."""
+    done = threading.Event()
+    seen: dict[str, float] = {}
+
+    def release() -> None:
+        while not done.wait(0.2):
+            listed = cluster.kubectl("get", "pods", "-n", "chaos-test", "-o", "json", check=False)
+            if listed.returncode != 0:
+                continue
+            for pod in json.loads(listed.stdout)["items"]:
+                name = pod["metadata"]["name"]
+                if not pod["spec"].get("schedulingGates"):
+                    continue
+                if time.monotonic() - seen.setdefault(name, time.monotonic()) >= after:
+                    cluster.kubectl(
+                        "patch", "pod", name, "-n", "chaos-test", "--type=json",
+                        "-p", '[{"op": "remove", "path": "/spec/schedulingGates"}]', check=False,
+                    )  # fmt: skip
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=30)
 
 
 def start(cluster: SimCluster, *args: str) -> subprocess.Popen[str]:

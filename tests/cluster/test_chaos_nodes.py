@@ -20,6 +20,7 @@ from cluster.test_chaos import (
     prism_workloads_ready,
     read_until,
     ready,
+    releasing_gated_pods,
     stack,  # noqa: F401  (fixture)
     start,
     table,
@@ -189,11 +190,14 @@ def test_node_down_refuses_a_server_node_and_an_unknown_one(
 
 def test_drain_evicts_through_the_budget_and_uncordons(stack: SimCluster) -> None:  # noqa: F811
     """maxUnavailable 1 over two pods on the node: the second eviction is refused until the
-    first pod's replacement is Ready elsewhere, so the web never has both pods down."""
-    with chaos_workloads(stack, pdb="maxUnavailable: 1"):
+    first pod's replacement is Ready elsewhere, so the web never has both pods down. The
+    replacement is held back 3 s (a scheduling gate), so the refusal does not depend on how
+    fast KWOK makes it Ready."""
+    with chaos_workloads(stack, pdb="maxUnavailable: 1", gated=True):
         web = sorted(p["metadata"]["name"] for p in pods(stack))
         assert all(p["spec"]["nodeName"] == NODE for p in pods(stack))
-        result = stack.inv("chaos.drain", "--node", NODE, "--timeout", "120")
+        with releasing_gated_pods(stack, after=3):
+            result = stack.inv("chaos.drain", "--node", NODE, "--timeout", "120")
         assert result.returncode == 0, result.stdout + result.stderr
         out = result.stdout
         assert f"cordoning node {NODE}" in out
