@@ -23,7 +23,7 @@ def rows(collection: Collection, prefix: str = "") -> list[str]:
     for name in sorted(collection.tasks):
         task = collection.tasks[name]
         doc = (task.__doc__ or "").strip().splitlines()[0]
-        flags = ", ".join(f"`--{arg.replace('_', '-')}`" for arg in _args(task))
+        flags = ", ".join(f"`--{arg.strip('_').replace('_', '-')}`" for arg in _args(task))
         lines.append(f"| `{prefix}{name}` | {doc} | {flags} |")
     for name in sorted(collection.collections):
         lines += rows(collection.collections[name], f"{prefix}{name}.")

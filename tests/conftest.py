@@ -8,10 +8,18 @@ simulated cluster), `ssh/` (a real sshd on loopback, some with the cluster too),
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Started as a background job of a non-interactive shell (`pytest ... &`), this process and every
+# `inv` the tests start would ignore SIGINT, and the Ctrl-C tests would wait for an interrupt
+# that never comes. A handler (unlike "ignore") is not inherited across exec: the children get
+# the default, and Python's own Ctrl-C handling, back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

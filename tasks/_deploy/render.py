@@ -12,6 +12,7 @@ from typing import Any
 from invoke import Context, Exit
 
 from .._core import command as _command
+from .._core import guard as _guard
 from .._core import settings as _settings
 from .._core import target as _target
 
@@ -75,14 +76,26 @@ def overlay_dir(name: str) -> Path:
 
 
 def kustomize(c: Context, path: Path) -> list[dict[str, Any]]:
-    """Render a kustomization locally into objects."""
+    """Render a kustomization locally into objects; a render is kept in the data directory
+    while nothing it is made of changes (_deploy/cache.py)."""
     import yaml  # imported here: `inv --list` should not pay for it
 
+    from . import cache as _cache
+
+    kept_in = _settings.load(c).local_data_dir / "cache"
+    wanted = _cache.key(path)
+    if wanted is not None:
+        kept = _cache.load(kept_in, path, wanted)
+        if kept is not None:
+            return kept
     result = _command.query(local(c), ["kubectl", "kustomize", str(path)])
     if not result.ok:
         raise Exit(f"cannot render {path}: {result.stderr.strip()}", code=1)
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
-    return [doc for doc in yaml.load_all(result.stdout, Loader=loader) if doc]
+    objects = [doc for doc in yaml.load_all(result.stdout, Loader=loader) if doc]
+    if wanted is not None and not _guard.is_dry(c):  # a dry run writes nothing
+        _cache.store(kept_in, path, wanted, objects)
+    return objects
 
 
 def secrets(s: _settings.Settings) -> list[dict[str, Any]]:
@@ -183,9 +196,8 @@ def fit_cluster(objects: list[dict[str, Any]], s: _settings.Settings) -> list[di
     (cluster.storage_class; on a cluster this project did not create, the cluster's default
     class, and the manifests' own StorageClass is not applied there), the Ingresses' class
     (cluster.ingress_class) and prism-proxy's Service type (cluster.proxy_service_type).
-    With the defaults on k3d and kwok nothing changes."""
-    import copy
-
+    With the defaults on k3d and kwok nothing changes. The objects are changed in place: they
+    are the caller's own, just rendered."""
     existing = str(s.cluster.provider) == "context"
     wanted = str(s.cluster.storage_class).strip() or (None if existing else LOCAL_STORAGE)
     ingress_class = str(s.cluster.ingress_class).strip()
@@ -201,18 +213,17 @@ def fit_cluster(objects: list[dict[str, Any]], s: _settings.Settings) -> list[di
         kind, name = obj.get("kind"), obj.get("metadata", {}).get("name")
         if kind == "StorageClass" and name == LOCAL_STORAGE and wanted != LOCAL_STORAGE:
             continue  # not ours to add to that cluster, or not used
-        changed = copy.deepcopy(obj)
-        for spec in _claim_specs(changed):
+        for spec in _claim_specs(obj):
             if spec.get("storageClassName") == LOCAL_STORAGE and wanted != LOCAL_STORAGE:
                 if wanted is None:
                     del spec["storageClassName"]  # the cluster's default class
                 else:
                     spec["storageClassName"] = wanted
-        if kind == "Ingress" and ingress_class and "ingressClassName" in changed["spec"]:
-            changed["spec"]["ingressClassName"] = ingress_class
-        if kind == "Service" and name == "prism-proxy" and "type" in changed["spec"]:
-            changed["spec"]["type"] = service_type
-        fitted.append(changed if changed != obj else obj)
+        if kind == "Ingress" and ingress_class and "ingressClassName" in obj["spec"]:
+            obj["spec"]["ingressClassName"] = ingress_class
+        if kind == "Service" and name == "prism-proxy" and "type" in obj["spec"]:
+            obj["spec"]["type"] = service_type
+        fitted.append(obj)
     return fitted
 
 
