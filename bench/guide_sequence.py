@@ -98,6 +98,11 @@ def sequence(objects: list[dict[str, Any]], extra: list[dict[str, Any]]) -> list
             take(lambda o: o["kind"] == "Namespace") + extra,
         ),
         Command("2 storage class", take(lambda o: o["kind"] == "StorageClass")),
+        # not in the guide (issue #17 added them): applied once, up front, as deploy.all does
+        Command(
+            "budgets and network policies",
+            take(lambda o: o["kind"] in ("PodDisruptionBudget", "NetworkPolicy")),
+        ),
         by_name("backend", "redis", "3 redis"),
         by_name("backend", "nats", "3 nats (project's rendered StatefulSet)"),
         by_name("backend", "minio", "3 minio"),

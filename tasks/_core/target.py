@@ -117,21 +117,35 @@ def readyz(t: Target) -> list[str]:
 _reachable: set[tuple[str, Target]] = set()
 
 
+def _probe(c: Context, t: Target) -> Result | None:
+    """Ask the API server whether it is ready, once per process while it answers: None when
+    it has answered already, else the failed probe."""
+    if (where(c), t) in _reachable:
+        return None
+    answer = query(c, readyz(t), timeout=30)
+    if not answer.ok:
+        return answer
+    _reachable.add((where(c), t))
+    return None
+
+
+def answers(c: Context) -> bool:
+    """Whether the target cluster's API server is ready (probed once per process)."""
+    return _probe(c, resolve(c)) is None
+
+
 def require_reachable(c: Context) -> Target:
     """Stop with the next step when the target cluster's API server does not answer."""
     t = resolve(c)
     if c.config.run.dry:
         return t  # a dry run may plan against a cluster that does not exist yet
-    if (where(c), t) in _reachable:
-        return t
-    answer = query(c, readyz(t), timeout=30)
-    if not answer.ok:
+    failed = _probe(c, t)
+    if failed is not None:
         raise Exit(
-            f"cannot reach cluster {t.name} (context {t.context}): {why(answer)}; "
+            f"cannot reach cluster {t.name} (context {t.context}): {why(failed)}; "
             "run `inv cluster.create` (or `inv cluster.start` if it is stopped)",
             code=1,
         )
-    _reachable.add((where(c), t))
     return t
 
 

@@ -307,7 +307,7 @@ def exists(c: Context, s: Settings, t: Target) -> bool:
 def report_existing(c: Context, s: Settings, t: Target) -> None:
     """The cluster exists: finish what an interrupted `create` left (its nodes), or say that
     there is nothing to do."""
-    if not _guard.is_dry(c) and not _command.query(c, _target.readyz(t), timeout=30).ok:
+    if not _guard.is_dry(c) and not _target.answers(c):
         # An interrupted create can leave the control plane half started: start what is not
         # running, and wait until the API answers.
         print(f"cluster {t.name} exists but its API server is not ready: restarting it")
