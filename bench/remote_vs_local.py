@@ -48,7 +48,7 @@ import deploy
 
 sys.path.insert(1, str(sb.ROOT / "tests"))
 
-from support.sshd import SshServer, default_path
+from support.sshd import SSHD, SshServer, default_path
 
 HOST = "box"
 HOST_ENV = ("KWOK_WORKDIR", "KUBECACHEDIR", "KUBECONFIG")  # the host's own settings (SetEnv)
@@ -100,6 +100,8 @@ def main() -> None:
     sb.require_loopback_only("remote_vs_local.py")
     sb.on_signals_exit()
     runs = sb.runs_argument(5)
+    if not Path(SSHD).is_file():
+        sys.exit(f"needs {SSHD} (openssh-server): run scripts/install-test-deps.sh")
     sb.header(f"inv deploy.all re-run: remote (-H {HOST}, sshd on 127.0.0.1) vs local, {runs} runs")
     local: list[float] = []
     remote: list[float] = []
@@ -153,7 +155,8 @@ def main() -> None:
     print(f"        (task's total):      {sb.stats(local_rep)}")
     print(f"remote inv -H deploy.all:    {sb.stats(remote)}")
     print(f"        (task's total):      {sb.stats(remote_rep)}")
-    print(f"ratio remote/local (medians): {mr / ml:.2f}  (target <= {TARGET})")
+    verdict = "met" if mr / ml <= TARGET else "missed"
+    print(f"ratio remote/local (medians): {mr / ml:.2f}  (target <= {TARGET}: {verdict})")
     print(f"after: {sb.machine()}")
     print(json.dumps({"local": local, "remote": remote, "unchanged": unchanged}))
     if not unchanged:

@@ -8,6 +8,7 @@ cost more to import than `inv --list` takes. What runs where: every command goes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shlex
@@ -106,7 +107,9 @@ class HostConnection(fabric.Connection):
 
     def open(self) -> Any:
         with self._ssh_errors():
-            return super().open()
+            opened = super().open()
+        _no_delay(self.transport)
+        return opened
 
     def run(self, command: str, **kwargs: Any) -> Any:
         # Several hosts' commands interleave under --dry/--echo; say which host each is for.
@@ -275,3 +278,15 @@ class HostProgram(fabric.main.Fab):
 
 def make_program(**identity: Any) -> HostProgram:
     return HostProgram(executor_class=HostExecutor, config_class=HostConfig, **identity)
+
+
+def _no_delay(transport: Any) -> None:
+    """Send small packets at once on the connection's TCP socket. Every Kubernetes API request
+    through the tunnel is a small write answered by a small read; with Nagle's algorithm on,
+    each waits for the peer's delayed ACK (measured: 33 ms per request through the tunnel
+    instead of 10). OpenSSH sets the same option on interactive sessions. A ProxyCommand's
+    pipe is no TCP socket and is left as it is."""
+    sock = getattr(transport, "sock", None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -161,6 +161,14 @@ def connection(
         yield c
 
 
+def test_the_ssh_socket_sends_small_packets_at_once(connection: HostConnection):
+    """TCP_NODELAY: each API request through the tunnel is a small write, which with Nagle's
+    algorithm waits for the server's delayed ACK (33 ms a request instead of 10)."""
+    connection.open()
+    sock = connection.transport.sock
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
 def test_stdin_streams_to_the_remote_command_and_is_closed(connection: HostConnection):
     manifest = "kind: ConfigMap\n" * 65536  # 1 MiB; `wc` only ends once stdin is closed
     started = time.monotonic()
