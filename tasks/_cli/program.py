@@ -143,10 +143,18 @@ class ProjectProgram(Program):
         super().parse_cleanup()
 
     def execute(self) -> None:
+        if any(str(call.name).split(".")[0] in TALK_TO_THE_API for call in self.tasks):
+            from .._kube import client as _kube
+
+            _kube.preload()
         try:
             super().execute()
         except KeyboardInterrupt:
             raise interrupted() from None
+
+
+# The collections whose tasks use the Kubernetes client (its import starts early for them).
+TALK_TO_THE_API = {"deploy", "backends", "backup", "observe", "chaos"}
 
 
 # Completion of values. Invoke completes task names and flags only (after a flag that takes a

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,7 @@ Key = tuple[str, str, str]  # (kind, namespace, name) of a workload
 
 
 SELECTOR = "app.kubernetes.io/part-of=prism"
+CHECKS_AT_ONCE = 4  # dry-run requests in flight together
 
 
 class Plan:
@@ -100,6 +102,8 @@ class Plan:
         self.autoscaled = autoscaled(objects)
         # resourceVersion of each object before this deploy, from the dry run ("" for new ones)
         self.before: dict[Key, str] = {}
+        # what the server answered to each dry run: the object as the apply would leave it
+        self.would_be: dict[Key, dict[str, Any]] = {}
         self.changed: dict[Key, str] = {}  # object -> created / configured / unchanged
 
     def check(self, objects: Sequence[dict[str, Any]]) -> None:
@@ -112,19 +116,33 @@ class Plan:
             o for o in objects if o["metadata"].get("namespace", "default") in existing
             or not o["metadata"].get("namespace")
         ]  # fmt: skip
-        for obj in apply_order(checked):
+
+        def dry_run(obj: dict[str, Any]) -> dict[str, Any]:
+            return _kube.server_side_apply(self.api, self.resources, obj, FIELD_MANAGER, True)
+
+        # A dry run stores nothing, so the objects are checked side by side (the API server
+        # answers several requests at once); the first refusal in apply order is reported.
+        ordered = apply_order(checked)
+        with ThreadPoolExecutor(max_workers=CHECKS_AT_ONCE) as pool:
+            answers = pool.map(dry_run, ordered)
             try:
-                answer = _kube.server_side_apply(
-                    self.api, self.resources, obj, FIELD_MANAGER, dry_run=True
-                )
+                for obj, answer in zip(ordered, answers, strict=True):
+                    # its answer carries the stored object's version ("" for a new one)
+                    key = object_key(obj)
+                    self.before[key] = answer.get("metadata", {}).get("resourceVersion", "")
+                    self.would_be[key] = answer
             except _kube.Rejected as error:
                 raise StepFailed(f"{error.message} (nothing was applied)") from None
-            # a dry run stores nothing: its answer carries the stored object's version
-            self.before[object_key(obj)] = answer.get("metadata", {}).get("resourceVersion", "")
 
-    def apply(self, objects: Sequence[dict[str, Any]]) -> None:
+    def apply(
+        self, objects: Sequence[dict[str, Any]], as_they_are: frozenset[Key] = frozenset()
+    ) -> None:
+        """Server-side apply each object, but those in `as_they_are` (known to be no-ops)."""
         for obj in apply_order(objects):
             key = object_key(obj)
+            if key in as_they_are:
+                self.changed[key] = "unchanged"
+                continue
             if key in self.autoscaled:
                 obj = self.leave_replicas(obj)
             answer = _kube.server_side_apply(self.api, self.resources, obj, FIELD_MANAGER)
@@ -133,6 +151,24 @@ class Plan:
             self.changed[key] = (
                 "created" if not before else "unchanged" if after == before else "configured"
             )
+
+    def as_they_are(self, objects: Sequence[dict[str, Any]]) -> frozenset[Key]:
+        """The objects whose apply would change nothing: what the server answered to their dry
+        run is exactly what it stores now (resourceVersion, managed fields and all). One list
+        request per kind instead of one apply per object; an object the lists miss, or one
+        that changed in between, is applied as usual."""
+        kinds = {(o["apiVersion"], o["kind"]) for o in objects if object_key(o) in self.would_be}
+        stored: dict[Key, dict[str, Any]] = {}
+        for version, kind in sorted(kinds):
+            path = self.resources.collection(version, kind)
+            for item in _kube.items(self.api, path, SELECTOR, kind):
+                item.setdefault("apiVersion", version)
+                stored[object_key(item)] = item
+        return frozenset(
+            key
+            for key, answer in self.would_be.items()
+            if key not in self.autoscaled and stored.get(key) == answer
+        )
 
     def count(self, objects: Sequence[dict[str, Any]]) -> dict[str, int]:
         """How many of `objects` this deploy created, configured, left unchanged."""
@@ -275,7 +311,14 @@ class Plan:
         changed anything that must roll out again (a no-op apply changes nothing)."""
         outcomes = [Outcome(step.name) for step in self.steps]
         objects = [o for step in self.steps for o in self.by_step[step.name]]
-        self.guarded("apply", self.apply, objects)
+        unchanged: frozenset[Key] = frozenset()
+
+        def find_unchanged() -> None:
+            nonlocal unchanged
+            unchanged = self.as_they_are(objects)
+
+        self.guarded("apply", find_unchanged)
+        self.guarded("apply", self.apply, objects, unchanged)
         current = self.snapshot(self.namespaces)
         failed = ""
         for step, outcome in zip(self.steps, outcomes, strict=True):

@@ -5,6 +5,7 @@ Imported lazily by tasks that watch the cluster, so that `inv --list` never pays
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -15,6 +16,21 @@ from invoke import Context, Exit
 
 from .._core import command as _command
 from .._core import target as _target
+
+
+def preload() -> None:
+    """Import the Kubernetes client in a background thread. Its import is the largest single
+    cost of a no-op deploy (about half a second: the kubeconfig loader pulls in every
+    authentication library); tasks spend about as long waiting for kubectl and kwokctl before
+    they first need the client, and the import runs in that wait. Importing it later, in the
+    task, then finds it done, or waits for the rest (Python's import lock)."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # a broken install is reported where it is used
+            import kubernetes.client
+            import kubernetes.config  # noqa: F401
+
+    threading.Thread(target=load, name="preload-kubernetes", daemon=True).start()
 
 
 @contextmanager
@@ -170,6 +186,14 @@ class Resources:
         if namespaced:
             return f"{prefix}/namespaces/{obj['metadata'].get('namespace') or namespace}/{plural}/{name}"
         return f"{prefix}/{plural}/{name}"
+
+    def collection(self, api_version: str, kind: str) -> str:
+        """The path that lists every object of a kind, in every namespace."""
+        prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        probe = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "-"}}
+        self.path(probe)  # discovers the group/version, or says the kind is not served
+        plural, _ = self.found[api_version][kind]
+        return f"{prefix}/{plural}"
 
     def _discover(self, prefix: str) -> dict[str, tuple[str, bool]]:
         status, found = request(self.api, "GET", prefix)
