@@ -132,6 +132,27 @@ def test_a_change_is_reported_as_configured_and_diff_exits_1_until_deployed(
     assert same.returncode == 0 and same.stdout.strip().endswith("no changes")
 
 
+def test_a_drifted_object_is_put_back_while_every_workload_is_ready(
+    sim_cluster: SimCluster, deployed: str
+) -> None:
+    """The re-run path (everything Ready) applies only objects whose dry run differs from what
+    is stored: an edit made behind the deploy's back is such a difference, and is undone."""
+    name = "prism-admin-config"
+    original = sim_cluster.get("configmap", name, "-n", "prism")["data"]
+    key = sorted(original)[0]
+    sim_cluster.kubectl(
+        "patch", "configmap", name, "-n", "prism", "--type=merge",
+        "-p", json.dumps({"data": {key: "edited by hand"}}),
+    )  # fmt: skip
+    applied = sim_cluster.inv("deploy.all", "--timeout", "60")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert sim_cluster.get("configmap", name, "-n", "prism")["data"] == original
+    rows = {row[0]: row for row in summary_table(applied.stdout)}
+    assert rows["total"][3] == "1", applied.stdout  # one object configured, the rest as it was
+    again = sim_cluster.inv("deploy.all")
+    assert again.stdout.strip().splitlines()[-1].startswith("✓ nothing changed"), again.stdout
+
+
 def test_status_json_has_the_documented_keys(sim_cluster: SimCluster, deployed: str) -> None:
     result = sim_cluster.inv("deploy.status", "--json")
     assert result.returncode == 0, result.stderr
@@ -424,10 +445,10 @@ def test_a_step_that_breaks_stops_its_dependents_and_fails(
     before = resource_versions(sim_cluster)
     real_apply = plan.Plan.apply
 
-    def apply(self: plan.Plan, objects: list[dict]) -> None:  # type: ignore[type-arg]
+    def apply(self: plan.Plan, objects: list[dict], *rest: object) -> None:  # type: ignore[type-arg]
         if any(o["metadata"]["name"] == "prism-admin" for o in objects):
             raise KeyError("spec")
-        real_apply(self, objects)
+        real_apply(self, objects, *rest)
 
     monkeypatch.setattr(plan.Plan, "apply", apply)
     with pytest.raises(Exit) as failed:
