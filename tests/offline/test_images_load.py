@@ -15,7 +15,9 @@ from support.fakes import (
     IMAGE_NAMES,
     NODE_LIST,
     NODES,
+    REFS,
     REGISTRY_LIST,
+    build_argv,
     changes,
     cmd,
     commands,
@@ -40,20 +42,6 @@ from tasks import cluster, deploy, images
 
 pytestmark = pytest.mark.usefixtures("tools")
 prism_repo = prism_repo_fixture
-
-REFS = [f"{name}:latest" for name in IMAGE_NAMES]
-
-
-def build(repo: Path, name: str, tag: str = "latest") -> list[str]:
-    return [
-        "docker",
-        "build",
-        "-t",
-        f"{name}:{tag}",
-        "-f",
-        f"{repo}/cmd/{name}/Dockerfile",
-        str(repo),
-    ]
 
 
 def inspect_argv(ref: str) -> list[str]:
@@ -90,7 +78,7 @@ def test_builds_then_imports_only_what_the_nodes_lack(
             cmd(*NODE_LIST): ok(k3d_nodes()),
             **{crictl(node): ok(held(*REFS, version="v1")) for node in NODES},
             **{image_inspect(ref): built[ref] for ref in REFS},
-            **{cmd(*build(prism_repo, name)): ok() for name in IMAGE_NAMES},
+            **{cmd(*build_argv(prism_repo, name)): ok() for name in IMAGE_NAMES},
             cmd(*import_argv("prism-proxy:latest")): ok(),
         }
     )
@@ -100,7 +88,7 @@ def test_builds_then_imports_only_what_the_nodes_lack(
         list(CLUSTER_LIST),
         list(NODE_LIST),
         *[["docker", "exec", node, "crictl", "images", "-o", "json"] for node in NODES],
-        *[build(prism_repo, name) for name in IMAGE_NAMES],
+        *[build_argv(prism_repo, name) for name in IMAGE_NAMES],
         *[inspect_argv(ref) for ref in REFS],
         import_argv("prism-proxy:latest"),
     ]
@@ -262,7 +250,7 @@ def test_dry_run_before_the_cluster_exists_prints_builds_and_import_and_changes_
     """`inv --dry cluster.create deploy.all` on a fresh machine: no cluster, no image yet.
     Only read-only queries run; the builds and the import are what --dry prints (what a build
     would make is unknown, so every image would be imported)."""
-    builds = [build(prism_repo, name) for name in IMAGE_NAMES]
+    builds = [build_argv(prism_repo, name) for name in IMAGE_NAMES]
     c = shell(
         {
             cmd(*DOCKER_INFO): ok("24.0.7"),

@@ -17,7 +17,9 @@ from support.fakes import (
     DOCKER_INFO,
     IMAGE_NAMES,
     NODE_LIST,
+    REFS,
     REGISTRY_LIST,
+    build_argv,
     changes,
     cmd,
     commands,
@@ -40,7 +42,6 @@ from tasks._deploy import plan as _plan
 pytestmark = pytest.mark.usefixtures("tools", "k3d_env", "named_cluster")
 prism_repo = prism_repo_fixture
 
-REFS = [f"{name}:latest" for name in IMAGE_NAMES]
 READYZ = cmd("kubectl", "--context", "k3d-prism-local", "get", "--raw", "/readyz")
 
 
@@ -48,18 +49,6 @@ READYZ = cmd("kubectl", "--context", "k3d-prism-local", "get", "--raw", "/readyz
 def named_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     """A cluster the user named: restarting its workloads is allowed (guide correction 20)."""
     monkeypatch.setenv("PRISM_CLUSTER_NAME", "prism-local")
-
-
-def build(repo: Path, name: str, tag: str = "latest") -> list[str]:
-    return [
-        "docker",
-        "build",
-        "-t",
-        f"{name}:{tag}",
-        "-f",
-        f"{repo}/cmd/{name}/Dockerfile",
-        str(repo),
-    ]
 
 
 def workload(kind: str, namespace: str, name: str, *images: str, init: str = "") -> dict[str, Any]:
@@ -118,7 +107,7 @@ def builds_changing(repo: Path, changed: str, tag: str = "latest") -> dict[objec
             ]
             for ref in refs
         },
-        **{cmd(*build(repo, name, tag)): ok() for name in IMAGE_NAMES},
+        **{cmd(*build_argv(repo, name, tag)): ok() for name in IMAGE_NAMES},
     }
 
 
@@ -148,7 +137,7 @@ def test_only_the_changed_image_is_imported_and_only_its_workloads_restarted(
         list(NODE_LIST),
         ["kubectl", "--context", "k3d-prism-local", "get", "--raw", "/readyz"],
         *inspects,
-        *[build(prism_repo, name) for name in IMAGE_NAMES],
+        *[build_argv(prism_repo, name) for name in IMAGE_NAMES],
         *inspects,
         importing,
     ]
@@ -187,7 +176,10 @@ def test_nothing_changed_loads_and_restarts_nothing(
         }
     )
     images.reload(c, only="prism-proxy,prism-admin")
-    assert changes(c) == [build(prism_repo, "prism-proxy"), build(prism_repo, "prism-admin")]
+    assert changes(c) == [
+        build_argv(prism_repo, "prism-proxy"),
+        build_argv(prism_repo, "prism-admin"),
+    ]
     assert restarts == []
     assert capsys.readouterr().out.endswith(
         "nothing changed: no image loaded, no workload restarted\n"
@@ -218,7 +210,7 @@ def test_registry_mode_pushes_the_changed_image_and_restarts_by_registry_referen
         }
     )
     images.reload(c, timeout="42")
-    assert changes(c) == [*[build(prism_repo, n, "v1") for n in IMAGE_NAMES], *pushing]
+    assert changes(c) == [*[build_argv(prism_repo, n, "v1") for n in IMAGE_NAMES], *pushing]
     assert restarts == [("prism-admin", 42)]
     out = capsys.readouterr().out
     assert "pushed 1 image(s) to registry k3d-prism-registry in" in out

@@ -137,6 +137,22 @@ REGISTRY_LIST = ("k3d", "registry", "list", "-o", "json")
 NODES = ("k3d-prism-local-server-0", "k3d-prism-local-agent-0", "k3d-prism-local-agent-1")
 
 
+REFS = tuple(f"{name}:latest" for name in IMAGE_NAMES)
+
+
+def build_argv(repo: Path, name: str, tag: str = "latest") -> list[str]:
+    """`docker build` of one Prism image from its Dockerfile in the source checkout."""
+    return [
+        "docker",
+        "build",
+        "-t",
+        f"{name}:{tag}",
+        "-f",
+        f"{repo}/cmd/{name}/Dockerfile",
+        str(repo),
+    ]
+
+
 def image_inspect(ref: str) -> str:
     """`docker image inspect` for an image's ID."""
     return cmd("docker", "image", "inspect", "--format", "{{.Id}}", ref)
