@@ -19,6 +19,7 @@ For issue #15's 1 GB database: --rows 7500000 (Postgres reports the size it reac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import statistics
@@ -43,13 +44,21 @@ def main() -> None:
 
     _simbench.require_loopback_only(__file__)
 
-    from conftest import INV
     from support import dbservers, sim
+    from support.cli import INV
 
     home = Path(tempfile.mkdtemp(prefix="prism-bench-backup-"))
+    started = contextlib.ExitStack()  # whatever started is stopped, however the run ends
     cluster = sim.start(home)
-    postgres = dbservers.start_postgres()
-    redis = dbservers.start_redis()
+    started.callback(sim.stop, cluster)
+    try:
+        postgres = dbservers.start_postgres()
+        started.callback(postgres.stop)
+        redis = dbservers.start_redis()
+        started.callback(redis.stop)
+    except BaseException:
+        started.close()
+        raise
     env = {
         **os.environ,
         **cluster.env,
@@ -138,9 +147,7 @@ def main() -> None:
             row(f"backup.{backend}", times, plain_dumps, size)
             row(f"restore-{backend}", restores, plain_restores, "")
     finally:
-        redis.stop()
-        postgres.stop()
-        sim.stop(cluster)
+        started.close()
 
 
 if __name__ == "__main__":

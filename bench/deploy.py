@@ -42,13 +42,16 @@ BUDGET = 40 * 60  # seconds: no new run starts after this
 SETTLE_TRIES = 15  # snapshots ~1 s apart until two in a row agree
 NAMESPACES = ("prism", "prism-backends")
 EVENT_KINDS = {("v1", "Event"), ("events.k8s.io/v1", "Event")}
+NOTHING_CHANGED = re.compile(r"nothing changed: .*\((\d+\.\d)s\)")
 TOTAL = re.compile(r"^total\s+([0-9.]+)", re.M)
 
 Key = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
 
 
 def reported_total(ran: sb.Ran) -> float:
-    match = TOTAL.search(ran.stdout)
+    """The time the task itself reports: its summary table's total, or the "nothing changed"
+    line of a no-op run."""
+    match = TOTAL.search(ran.stdout) or NOTHING_CHANGED.search(ran.stdout)
     return float(match.group(1)) if match else float("nan")
 
 

@@ -123,9 +123,35 @@ def explain(
                 hint = "its claim does not bind: check `kubectl get storageclass local-storage`"
     if not pods:
         lines.append("  no pods were created")
-        lines += [f"    {e}" for e in _events(core, namespace, kind, name)]
+    # Pods that could not even be created (a namespace's Pod Security level refusing them, a
+    # quota) show only as events of what creates them: the StatefulSet, or the Deployment's
+    # newest ReplicaSet.
+    creator = kind, name
+    if kind == "Deployment":
+        newest = _newest_replica_set(apps, namespace, selector)
+        creator = ("ReplicaSet", newest) if newest else creator
+    refusals = [e for e in _events(core, namespace, *creator) if e.startswith("Warning")]
+    if refusals or not pods:
+        lines.append(f"  {creator[0].lower()} {creator[1]}:")
+        lines += [f"    {e}" for e in refusals or _events(core, namespace, *creator)]
+    if any("violates PodSecurity" in e for e in refusals):
+        hint = (
+            "the namespace's Pod Security level (pod-security.kubernetes.io/enforce) refuses "
+            "its pods: fix their securityContext in the overlay (docs/manifests-security.md)"
+        )
     lines.append(f"  hint: {hint}; then run the same task again")
     return "\n".join(lines)
+
+
+def _newest_replica_set(apps: Any, namespace: str, selector: str) -> str:
+    """The name of a Deployment's newest ReplicaSet (by the revision the Deployment gives it)."""
+    found = apps.list_namespaced_replica_set(namespace, label_selector=selector).items
+
+    def revision(rs: Any) -> int:
+        value = (rs.metadata.annotations or {}).get("deployment.kubernetes.io/revision", "0")
+        return int(value) if value.isdigit() else 0
+
+    return str(max(found, key=revision).metadata.name) if found else ""
 
 
 def _events(core: Any, namespace: str, kind: str, name: str) -> list[str]:

@@ -162,6 +162,9 @@ def test_a_workload_whose_pods_break_the_profile_gets_none_and_the_deploy_stops(
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
     assert "admin: deployment prism/prism-admin not Ready after" in result.stderr
+    # the refusal itself, from the events of the ReplicaSet that could not create the pods
+    assert 'violates PodSecurity "restricted:latest"' in result.stderr, result.stderr
+    assert "hint: the namespace's Pod Security level" in result.stderr
     assert "proxy        skipped" in result.stdout
     events = deployed.get(
         "events",
