@@ -63,7 +63,17 @@ def sources(overlay: Path) -> list[Path] | None:
 
 
 def key(overlay: Path) -> str | None:
-    """What a render of `overlay` depends on, hashed; None when it cannot be kept."""
+    """What a render of `overlay` depends on, hashed; None when it cannot be kept, or when a
+    kustomization cannot be read here (kustomize then renders it, and says what is wrong)."""
+    import yaml
+
+    try:
+        return _key(overlay)
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+
+
+def _key(overlay: Path) -> str | None:
     directories = sources(overlay)
     kubectl = shutil.which("kubectl")
     if directories is None or kubectl is None:

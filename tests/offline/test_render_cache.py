@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from invoke import Config, Context
+from invoke import Config, Context, Exit
 
 import tasks
 from tasks._core import command as _command
@@ -119,3 +119,13 @@ def test_a_dry_run_keeps_nothing(tree: Path, context: Context) -> None:
     context.config.run.dry = True
     _render.kustomize(context, tree / "overlays" / "local")
     assert not (_settings.load(context).local_data_dir / "cache").exists()
+
+
+def test_a_malformed_kustomization_is_left_to_kustomize_to_report(
+    tree: Path, context: Context
+) -> None:
+    overlay = tree / "overlays" / "local"
+    (overlay / "kustomization.yaml").write_text("resources: [unclosed\n")
+    assert _cache.key(overlay) is None
+    with pytest.raises(Exit, match="cannot render"):
+        _render.kustomize(context, overlay)
