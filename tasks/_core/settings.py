@@ -7,11 +7,12 @@ merged values, applies `PRISM_*` environment variables (the real environment win
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -84,13 +85,20 @@ class Settings(NamedTuple):
     profile: Profile
     sections: dict[str, Section]
     dotenv: dict[str, str]
-    host_home: str = ""  # $HOME of the -H host the commands run on; "" for this machine
+    # $HOME of the -H host the commands run on, asked the first time a path needs it (a
+    # round trip over SSH); None for this machine
+    home_of_host: Callable[[], str] | None = None
 
     def __getattr__(self, section: str) -> Section:
         try:
             return self.sections[section]
         except KeyError:
             raise AttributeError(section) from None
+
+    @property
+    def host_home(self) -> str:
+        """$HOME of the -H host; "" for this machine."""
+        return self.home_of_host() if self.home_of_host else ""
 
     @property
     def cluster_name(self) -> str:
@@ -121,12 +129,14 @@ class Settings(NamedTuple):
         """A configured path on the machine the commands run on. Here: `resolve_path`. On a
         -H host: `~` is the host's home, and a relative path is relative to it (this
         project's directory is not there)."""
-        if not self.host_home:
-            return resolve_path(value)
         text = str(value)
+        if not self.home_of_host:
+            return resolve_path(value)
+        if text.startswith("/"):
+            return Path(text)  # absolute: no need to ask the host
         if text == "~" or text.startswith("~/"):
             return Path(self.host_home + text[1:])
-        return Path(text) if text.startswith("/") else Path(self.host_home) / text
+        return Path(self.host_home) / text
 
     def secret(self, key: str) -> str:
         """A credential from the environment or `.env`; never from committed files."""
@@ -289,9 +299,13 @@ def _merge(c: Context) -> Settings:
     for section, values in sections.items():
         for key, value in values.items():
             _check_value(section, key, value)
-    home = _host_home(c) if hasattr(c, "host") and hasattr(c, "open") else ""  # a -H host
+    remote = hasattr(c, "host") and hasattr(c, "open")  # a -H host
     return Settings(
-        env=env, profile=ENVIRONMENTS[env], sections=sections, dotenv=dotenv, host_home=home
+        env=env,
+        profile=ENVIRONMENTS[env],
+        sections=sections,
+        dotenv=dotenv,
+        home_of_host=functools.cache(lambda: _host_home(c)) if remote else None,
     )
 
 
