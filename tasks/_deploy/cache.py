@@ -15,9 +15,10 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from .._core import guard as _guard
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 FORMAT = 1  # bump when what is stored changes shape
@@ -107,18 +108,8 @@ def load(directory: Path, overlay: Path, wanted: str) -> list[dict[str, Any]] | 
 
 
 def store(directory: Path, overlay: Path, made: str, objects: list[dict[str, Any]]) -> None:
-    """Keep a render made under the key `made`; written whole or not at all (a temporary file
-    renamed into place). A cache that cannot be written costs the next run a render."""
-    target = _file(directory, overlay)
+    """Keep a render made under the key `made`, written whole or not at all. A cache that
+    cannot be written costs the next run a render, nothing else."""
+    text = json.dumps({"key": made, "objects": objects}, separators=(",", ":"))
     with contextlib.suppress(OSError):
-        directory.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            dir=directory, prefix=f".{target.stem}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(handle, "w") as out:
-                json.dump({"key": made, "objects": objects}, out, separators=(",", ":"))
-            os.replace(temporary, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+        _guard.write_atomically(_file(directory, overlay), text)

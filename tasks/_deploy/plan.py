@@ -311,13 +311,7 @@ class Plan:
         changed anything that must roll out again (a no-op apply changes nothing)."""
         outcomes = [Outcome(step.name) for step in self.steps]
         objects = [o for step in self.steps for o in self.by_step[step.name]]
-        unchanged: frozenset[Key] = frozenset()
-
-        def find_unchanged() -> None:
-            nonlocal unchanged
-            unchanged = self.as_they_are(objects)
-
-        self.guarded("apply", find_unchanged)
+        unchanged = self.guarded("apply", self.as_they_are, objects)
         self.guarded("apply", self.apply, objects, unchanged)
         current = self.snapshot(self.namespaces)
         failed = ""
@@ -341,14 +335,15 @@ class Plan:
         self.progress.stop()
         return outcomes
 
-    def guarded(self, step: str, action: Any, *args: Any) -> None:
-        """Run `action`; whatever goes wrong becomes this step's failure in one line (a lost
-        connection with the next step), so that the steps after it are skipped."""
+    def guarded(self, step: str, action: Any, *args: Any) -> Any:
+        """Run `action` and return what it returns; whatever goes wrong becomes this step's
+        failure in one line (a lost connection with the next step), so that the steps after it
+        are skipped."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            action(*args)
+            return action(*args)
         except StepFailed:
             raise
         except Exit as error:

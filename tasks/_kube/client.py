@@ -169,7 +169,21 @@ class Resources:
 
     def path(self, obj: dict[str, Any], namespace: str = "default") -> str:
         """`/apis/apps/v1/namespaces/prism/deployments/prism-admin` for such an object."""
-        version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+        collection, namespaced = self._served(obj.get("apiVersion", ""), obj.get("kind", ""))
+        name = obj["metadata"]["name"]
+        if namespaced:
+            prefix, plural = collection.rsplit("/", 1)
+            where = obj["metadata"].get("namespace") or namespace
+            return f"{prefix}/namespaces/{where}/{plural}/{name}"
+        return f"{collection}/{name}"
+
+    def collection(self, api_version: str, kind: str) -> str:
+        """The path that lists every object of a kind, in every namespace."""
+        return self._served(api_version, kind)[0]
+
+    def _served(self, version: str, kind: str) -> tuple[str, bool]:
+        """(`/apis/apps/v1/deployments`, namespaced) for a kind the cluster serves; discovery
+        the first time its group/version is asked about."""
         prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
         with self.lock:
             if version not in self.found:
@@ -182,18 +196,7 @@ class Resources:
                 code=1,
             )
         plural, namespaced = entry
-        name = obj["metadata"]["name"]
-        if namespaced:
-            return f"{prefix}/namespaces/{obj['metadata'].get('namespace') or namespace}/{plural}/{name}"
-        return f"{prefix}/{plural}/{name}"
-
-    def collection(self, api_version: str, kind: str) -> str:
-        """The path that lists every object of a kind, in every namespace."""
-        prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-        probe = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "-"}}
-        self.path(probe)  # discovers the group/version, or says the kind is not served
-        plural, _ = self.found[api_version][kind]
-        return f"{prefix}/{plural}"
+        return f"{prefix}/{plural}", namespaced
 
     def _discover(self, prefix: str) -> dict[str, tuple[str, bool]]:
         status, found = request(self.api, "GET", prefix)

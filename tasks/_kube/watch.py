@@ -130,10 +130,11 @@ def explain(
     if kind == "Deployment":
         newest = _newest_replica_set(apps, namespace, selector)
         creator = ("ReplicaSet", newest) if newest else creator
-    refusals = [e for e in _events(core, namespace, *creator) if e.startswith("Warning")]
+    events = _events(core, namespace, *creator)
+    refusals = [e for e in events if e.startswith("Warning")]
     if refusals or not pods:
         lines.append(f"  {creator[0].lower()} {creator[1]}:")
-        lines += [f"    {e}" for e in refusals or _events(core, namespace, *creator)]
+        lines += [f"    {e}" for e in refusals or events]
     if any("violates PodSecurity" in e for e in refusals):
         hint = (
             "the namespace's Pod Security level (pod-security.kubernetes.io/enforce) refuses "
