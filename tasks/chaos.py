@@ -185,9 +185,29 @@ def backend_outage(c, backend, for_=None, timeout=None, json=False):
     def drill(api: Any, t: _target.Target, say: Callable[[str], None], dry: bool) -> Any:
         from ._chaos import backends as _backends
 
-        return _backends.outage(api, t, backend, seconds, wait, say, dry)
+        probe = _backend_probe(c, backend, say)
+        return _backends.outage(api, t, backend, seconds, wait, say, dry, probe)
 
     _one(c, drill, json)
+
+
+def _backend_probe(c: Context, backend: str, say: Callable[[str], None]) -> Any:
+    """deploy.verify's check of the backend (Redis PING, Postgres SELECT 1, ...), for the
+    drill to ask before, during and after the outage; None where it cannot be asked."""
+    from ._chaos import backends as _backends
+    from ._core import command as _command
+    from ._observe import verify as _verify
+    from .deploy import verify_stack
+
+    if _command.is_remote(c):
+        return None  # its port-forwards and execs run here (deploy.verify refuses -H)
+    try:
+        _t, stack = verify_stack(c, None)
+    except Exit as error:
+        say(f"deploy.verify's check of {backend} cannot be asked: {error.message}")
+        return None
+    check = _verify.backend_checks(c, stack).get(backend)
+    return None if check is None else _backends.Probe(check.name, check.ask)
 
 
 @task(
@@ -262,6 +282,15 @@ def run(c, scenario, json=False):
                 found = _step(c, api, t, step, wait, say, dry)
             except Interrupted as error:
                 stopped = error
+                reports.append(_placeholder(step.drill, target, t, "interrupted", started))
+                _not_run(reports, steps[index + 1 :], t)
+                break
+            except KeyboardInterrupt:  # outside the drill's fault: before it, or once undone
+                stopped = Interrupted(
+                    f"interrupted (Ctrl-C) during {step.drill} while nothing of it was left to "
+                    "restore (before its fault, or after it was undone)",
+                    code=130,
+                )
                 reports.append(_placeholder(step.drill, target, t, "interrupted", started))
                 _not_run(reports, steps[index + 1 :], t)
                 break
@@ -373,9 +402,9 @@ def _step(
     if step.drill == "backend-outage":
         from ._chaos import backends as _backends
 
-        return _backends.outage(
-            api, t, options["backend"], seconds or FOR_DEFAULT, timeout, say, dry
-        )
+        backend = options["backend"]
+        probe = _backend_probe(c, backend, say)
+        return _backends.outage(api, t, backend, seconds or FOR_DEFAULT, timeout, say, dry, probe)
     if step.drill == "api-restart":
         from ._chaos import control as _control
 

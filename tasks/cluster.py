@@ -269,9 +269,10 @@ _settings.configure(
     {
         "provider": "auto",  # auto | k3d | kwok | context (an existing cluster)
         # context provider: the kubeconfig context of a cluster this project did not create,
-        # and the contexts it may change (comma-separated; as Tilt's allow_k8s_contexts)
+        # and the contexts it may change: a YAML list in invoke.yaml (Tilt's allow_k8s_contexts)
+        # or a comma-separated string (PRISM_CLUSTER_ALLOWED_CONTEXTS)
         "context": "",
-        "allowed_contexts": "",
+        "allowed_contexts": [],
         # claims' storage class; empty: local-storage (k3d, kwok), the cluster's default (context)
         "storage_class": "",
         "ingress_class": "nginx",  # the Ingresses' ingressClassName

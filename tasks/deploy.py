@@ -6,6 +6,7 @@ import json as _json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Context, Exit, task
 
@@ -14,6 +15,9 @@ from ._core import target as _target
 from ._core.calls import as_typed
 from .cluster import create as cluster_create
 from .images import load as images_load
+
+if TYPE_CHECKING:
+    from ._observe.checks import Finding
 
 OVERLAY_HELP = (
     "Overlay: a name under manifests/overlays or a kustomization directory path "
@@ -147,10 +151,15 @@ def diff(c, overlay=None):
 
 @task(help={"json": "Print a JSON document (keys in the README) instead of the table."})
 def status(c, json=False):
-    """Show every Prism workload (ready/desired, age) and whether the HPA gets metrics."""
+    """Show every Prism workload (ready/desired, age) and whether the HPA gets metrics.
+
+    Also each backend that backends.enabled names and the cluster does not run, and each one it
+    runs that backends.enabled does not name."""
     from ._core import output as _output
+    from ._deploy import render as _render
     from ._observe import checks as _checks
 
+    enabled = _render.enabled_backends(_settings.load(c))
     t = _target.require_reachable(c)
     result = _target.kubectl(
         c,
@@ -165,14 +174,16 @@ def status(c, json=False):
         hide=True,
     )
     items = _json.loads(result.stdout or "{}").get("items", [])
-    findings = _checks.metrics_now(c, t) if items else []
     rows = status_rows(items, datetime.now(UTC))
+    backends = backend_rows(items, enabled)
+    findings = (_checks.metrics_now(c, t) if items else []) + backend_findings(backends)
     if json:
         _output.print_json(
             {
                 "cluster": t.name,
                 "context": t.context,
                 "workloads": rows,
+                "backends": backends,
                 "findings": [f._asdict() for f in findings],
             }
         )
@@ -180,14 +191,16 @@ def status(c, json=False):
     if not items:
         print("no Prism workloads; run `inv deploy.all`")
         return
+    unlisted = not_enabled(items, enabled)
     header = ("NAMESPACE", "KIND", "NAME", "READY", "AGE", "")
     table = [
         (r["namespace"], r["kind"], r["name"], f"{r['ready']}/{r['desired']}",
-         _age(r["age_seconds"]), "" if r["is_ready"] else f"not ready: {r['rollout']}")
+         _age(r["age_seconds"]), _note(r, (r["namespace"], r["name"]) in unlisted))
         for r in rows
     ]  # fmt: skip
     _output.print_table(header, table, ["" if r["is_ready"] else "yellow" for r in rows])
     # guide correction 15: an HPA without the metrics API never scales; say so where people look.
+    # Then each backend where backends.enabled and the cluster disagree, with what to do.
     for finding in findings:
         print(finding.line())
 
@@ -213,6 +226,60 @@ def status_rows(items: list[dict], now: datetime) -> list[dict]:
             }
         )
     return rows
+
+
+def backend_rows(items: list[dict], enabled: list[str]) -> list[dict]:
+    """`deploy.status --json`'s `backends`: each backend enabled (backends.enabled) or deployed
+    (a workload labelled as that backend), with both answers."""
+    from ._deploy import render as _render
+
+    deployed = _render.backend_names(items)
+    return [
+        {"name": name, "enabled": name in enabled, "deployed": name in deployed}
+        for name in sorted({*enabled, *deployed})
+    ]
+
+
+def backend_findings(backends: list[dict]) -> list[Finding]:
+    """A finding for each backend where backends.enabled and the cluster disagree."""
+    from ._observe import checks as _checks
+
+    findings = []
+    for backend in backends:
+        name = backend["name"]
+        if backend["enabled"] and not backend["deployed"]:
+            detail, fix = "enabled, not deployed", "run `inv deploy.all`"
+        elif backend["deployed"] and not backend["enabled"]:
+            detail = "deployed, not enabled (backends.enabled)"
+            fix = (
+                f"add {name} to PRISM_BACKENDS_ENABLED, or remove it: "
+                f"`inv backends.delete --only {name}`"
+            )
+        else:
+            continue
+        findings.append(_checks.Finding(_checks.WARNING, name, detail, fix, check="backends"))
+    return findings
+
+
+def not_enabled(items: list[dict], enabled: list[str]) -> set[tuple[str, str]]:
+    """(namespace, name) of the backend workloads whose backend is not enabled."""
+    from ._deploy import render as _render
+
+    return {
+        (item["metadata"]["namespace"], item["metadata"]["name"])
+        for item in items
+        if _render.backend_names([item]) - set(enabled)
+    }
+
+
+def _note(row: dict, unlisted: bool) -> str:
+    """The table's last column: what is wrong with this workload, if anything."""
+    notes = []
+    if not row["is_ready"]:
+        notes.append(f"not ready: {row['rollout']}")
+    if unlisted:
+        notes.append("not enabled (backends.enabled)")
+    return "; ".join(notes)
 
 
 def _age(seconds: int) -> str:
@@ -292,17 +359,34 @@ def verify(c, overlay=None):
     Workloads Ready, admin health, the proxy's gRPC services and metrics, each enabled backend
     in its own protocol (README: "Check that it works")."""
     from ._core import guard as _guard
-    from ._deploy import render as _render
     from ._observe import forward as _forward
     from ._observe import verify as _verify
 
     _forward.require_local(c, "deploy.verify")
+    t, stack = verify_stack(c, overlay)
+    checks = _verify.checks(c, stack)
+    if _guard.is_dry(c):
+        for check in checks:
+            print(
+                f"would check: {check.name}" + (f" (skipped: {check.skip})" if check.skip else "")
+            )
+        return
+    outcomes = _verify.run_all(checks)
+    print(_verify.require_passed(outcomes, t.name))
+
+
+def verify_stack(c: Context, overlay: str | None) -> tuple[_target.Target, Any]:
+    """The reachable target, and what deploy.verify's checks need to know of its stack (also
+    asked by chaos.backend-outage, for the backend's own check)."""
+    from ._deploy import render as _render
+    from ._observe import verify as _verify
+
     s = _settings.load(c)
     enabled = _render.enabled_backends(s)
     objects = _render.plan_objects(c, _overlay(c, overlay), enabled, for_apply=False)
     t = _target.require_reachable(c)
     postgres = "postgres" in enabled
-    stack = _verify.Stack(
+    return t, _verify.Stack(
         provider=t.provider,
         backends=tuple(enabled),
         has_ingress=any(o["kind"] == "Ingress" for o in objects),
@@ -315,15 +399,6 @@ def verify(c, overlay=None):
         postgres_db=s.secret("PRISM_POSTGRES_DB") if postgres else "",
         postgres_password=s.secret("PRISM_POSTGRES_PASSWORD") if postgres else "",
     )
-    checks = _verify.checks(c, stack)
-    if _guard.is_dry(c):
-        for check in checks:
-            print(
-                f"would check: {check.name}" + (f" (skipped: {check.skip})" if check.skip else "")
-            )
-        return
-    outcomes = _verify.run_all(checks)
-    print(_verify.require_passed(outcomes, t.name))
 
 
 ns = Collection(

@@ -130,10 +130,13 @@ def reload(c, only="", timeout=None, watch=False, interval=None):
     """Rebuild the images, load the ones that changed and restart the workloads that run them."""
     from ._deploy import images as _images
 
-    if watch:
-        _images.watch(c, only, timeout, interval)
-    elif interval:
+    if interval and not watch:
         raise Exit("--interval goes with --watch; add --watch or leave --interval out", code=1)
+    nothing = _images.nothing_to_reload(c, only, timeout, interval)
+    if nothing:
+        print(nothing)
+    elif watch:
+        _images.watch(c, only, timeout, interval)
     else:
         _images.reload(c, only, timeout)
 
@@ -156,5 +159,9 @@ _settings.configure(
         # The guide's local registry: `k3d registry create prism-registry --port 5555`.
         "registry_name": "prism-registry",
         "registry_port": 5555,
+        # A registry of your own that the cluster pulls the Prism images from, as a prefix
+        # (ghcr.io/acme/prism): every render runs <registry>/<name>:<tag> with IfNotPresent.
+        # Empty: imported into the k3d nodes (or cluster.registry); the context provider needs it.
+        "registry": "",
     },
 )

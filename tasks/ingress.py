@@ -34,6 +34,7 @@ def chart_values(t: _target.Target) -> list[str]:
 @task(help={"timeout": "Seconds helm waits for the controller (default: ingress.timeout)."})
 def install(c, timeout=None):
     """Install (or upgrade to) the pinned ingress-nginx chart and wait for the controller."""
+    from ._core import guard as _guard
     from ._providers import for_target
 
     s = _settings.load(c)
@@ -41,10 +42,13 @@ def install(c, timeout=None):
     t = _target.resolve(c)
     provider = for_target(t)
     provider.require_runtime(c)
-    if not provider.exists(c, s, t):
-        raise Exit(
-            f"cluster {t.name} does not exist ({t.provider}); run `inv cluster.create`", code=1
-        )
+    if not _guard.is_dry(c):  # a dry run may plan against a cluster that does not exist yet
+        if not provider.exists(c, s, t):
+            raise Exit(
+                f"cluster {t.name} does not exist ({t.provider}); run `inv cluster.create`",
+                code=1,
+            )
+        _guard.require_owned(c, t)  # a controller and its webhook go only where we may put them
     cfg = s.ingress
     argv = [
         "upgrade",

@@ -81,12 +81,15 @@ def status(c):
 @task(help={"timeout": TIMEOUT_HELP})
 def install(c, timeout=None):
     """Install (or upgrade to) the pinned kube-prometheus-stack and loki-stack charts and wait."""
+    from ._core import guard as _guard
     from ._core import output as _output
     from ._observe import charts as _charts
 
     s = _settings_checked(c)
     seconds = _settings.seconds(timeout, s.observe.timeout)
     t = _target.require_reachable(c)
+    if not _guard.is_dry(c):
+        _guard.require_owned(c, t)  # releases, CRDs and webhooks go only where we may put them
     started = time.monotonic()
     _charts.install(c, s, t, seconds)
     if c.config.run.dry:

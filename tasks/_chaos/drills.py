@@ -462,8 +462,8 @@ class Drill:
             times = [w.back for w in workloads if w.back is not None]
             if self.fault_cleared_at is not None:
                 times.append(self.fault_cleared_at - self.t0)
-            if self.needs_ready and self.whole_at is not None:
-                times.append(self.whole_at - self.t0)  # the nodes are usable again
+            if (self.needs_ready or self.conditions) and self.whole_at is not None:
+                times.append(self.whole_at - self.t0)  # the nodes usable, the checks passing
             whole_after = max(times, default=0.0)
         if not whole:
             verdict = "not whole"

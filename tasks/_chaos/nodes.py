@@ -135,6 +135,7 @@ class KwokNode:
         self.conditions: list[dict[str, Any]] = list(record.get("conditions") or [])
         self.marked: list[str] = list(record.get("marked") or [])
         self.annotated = bool(record)
+        self.marked_at = 0.0  # time.monotonic() of the last mark()
 
     @property
     def lease_path(self) -> str:
@@ -180,8 +181,13 @@ class KwokNode:
             f"take the lease of node {self.name}",
         )
 
+    def quiet_for(self) -> float:
+        """Seconds since the node was last marked down."""
+        return time.monotonic() - self.marked_at
+
     def mark(self) -> list[str]:
         """Node Unknown and its pods not Ready, as the node lifecycle controller writes them."""
+        self.marked_at = time.monotonic()
         now = _now()
         conditions = [
             {
@@ -450,6 +456,7 @@ def node_down(
                 )
                 fault.mark()
                 drill.hooks.append(_keep_down(drill, fault, name))
+                _until_kwok_lets_go(drill, fault, name)
             drill.wait(seconds - drill.elapsed())
             drill.explain("while the node was down")
             drill.act(f"node {name} comes back ({_how_back(t)})")
@@ -463,9 +470,31 @@ def node_down(
         return drill.finish(whole)
 
 
+# KWOK answers a node that is not Ready at once while it still acts for the node (its
+# node-initialize stage reports it Ready again). It stops when its cache of the node's Lease
+# shows the drill as holder; that cache follows a watch of its own, which can lag behind the
+# node's (seconds, on a busy machine). Until it has caught up KWOK would also confirm the
+# deletion of the pods the controller-manager evicts, which no dead kubelet does. So the drill
+# waits for a mark that holds: QUIET seconds without KWOK reporting the node Ready again.
+QUIET = 3.0
+KWOK_PATIENCE = 30.0
+
+
+def _until_kwok_lets_go(drill: _drills.Drill, fault: KwokNode, name: str) -> None:
+    deadline = time.monotonic() + KWOK_PATIENCE
+    if not drill.live.until(lambda: fault.quiet_for() >= QUIET, deadline, drill.seen):
+        raise Exit(
+            f"KWOK still reports node {name} Ready {KWOK_PATIENCE:.0f}s after the drill took "
+            "its lease, so the node cannot be taken down here; the drill stops (the node is "
+            "put back). Check the kwok process of the cluster (`inv cluster.status`)",
+            code=1,
+        )
+
+
 def _keep_down(drill: _drills.Drill, fault: KwokNode, name: str) -> Callable[[Any], None]:
-    """KWOK may still play a heartbeat it scheduled before it lost the lease; a dead kubelet
-    sends none, so the node is marked down again (and the report says so)."""
+    """KWOK may still report the node Ready before it has seen the drill take its lease (see
+    QUIET); a dead kubelet sends nothing, so the node is marked down again (and the report
+    says so)."""
 
     def hook(change: Any) -> None:
         if change.kind != "Node" or drill.restored_at is not None or name not in drill.down_nodes:
@@ -475,7 +504,8 @@ def _keep_down(drill: _drills.Drill, fault: KwokNode, name: str) -> Callable[[An
         if node.get("metadata", {}).get("name") == name and revived:
             fault.mark()
             drill.notes.append(
-                "KWOK played a heartbeat it had scheduled; marked the node down again"
+                "KWOK reported the node Ready before it had seen the drill take its lease; "
+                "marked the node down again"
             )
 
     return hook

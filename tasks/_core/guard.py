@@ -112,18 +112,23 @@ def require_owned(c: Context, t: Target, unanswered_ok: bool = False) -> None:
 
 
 def allowed_contexts(s: _settings.Settings) -> list[str]:
-    return [name.strip() for name in str(s.cluster.allowed_contexts).split(",") if name.strip()]
+    """cluster.allowed_contexts, a list whether configured as one or comma-separated."""
+    return list(s.cluster.allowed_contexts)
 
 
 def require_allowed(s: _settings.Settings, t: Target) -> None:
     """A cluster this project did not create is acted on only when its context is in the
     allow-list (as Tilt's `allow_k8s_contexts`): a shared cluster is never changed because a
-    kubeconfig happened to point at it."""
-    if t.context not in allowed_contexts(s):
+    kubeconfig happened to point at it. The fix adds to the list: it never tells the user to
+    replace the contexts allowed already."""
+    allowed = allowed_contexts(s)
+    if t.context not in allowed:
+        now = f"now: {', '.join(allowed)}" if allowed else "now empty"
         raise Exit(
-            f"context {t.context} is not in cluster.allowed_contexts: prism-tasks changes a "
-            f"cluster it did not create only when allowed; add it with "
-            f"PRISM_CLUSTER_ALLOWED_CONTEXTS={t.context}",
+            f"context {t.context} is not in cluster.allowed_contexts ({now}): prism-tasks "
+            f"changes a cluster it did not create only when allowed; add {t.context} to "
+            "PRISM_CLUSTER_ALLOWED_CONTEXTS (comma-separated) or to the cluster.allowed_contexts "
+            "list in invoke.yaml",
             code=1,
         )
 

@@ -185,7 +185,14 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
+def split_names(text: str) -> list[str]:
+    """A comma-separated list of names, blanks dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def _cast(value: str, default: Any, where: str) -> Any:
+    if isinstance(default, list):
+        return split_names(value)
     if isinstance(default, bool):
         lowered = value.strip().lower()
         if lowered in _TRUE:
@@ -207,7 +214,11 @@ def _cast(value: str, default: Any, where: str) -> Any:
 
 
 def _check_type(value: Any, default: Any, where: str) -> Any:
-    """Values from invoke.yaml or -f files must have the default's type."""
+    """Values from invoke.yaml or -f files must have the default's type. A list of names (a
+    list default) may be a YAML list of strings or, as in the environment, one comma-separated
+    string; either way it becomes a list."""
+    if isinstance(default, list):
+        return _name_list(value, where)
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, float):
@@ -220,6 +231,23 @@ def _check_type(value: Any, default: Any, where: str) -> Any:
         expected = type(default).__name__
         raise Exit(f"config {where} is {value!r} ({type(value).__name__}); expected {expected}")
     return value
+
+
+def _name_list(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        return split_names(value)
+    if not isinstance(value, list):
+        raise Exit(
+            f"config {where} is {value!r} ({type(value).__name__}); expected a list of names "
+            "or one comma-separated str"
+        )
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise Exit(
+                f"config {where}[{index}] is {item!r} ({type(item).__name__}); expected a "
+                "non-empty str (quote it in YAML)"
+            )
+    return [item.strip() for item in value]
 
 
 # Settings already merged, by the identity of the invoke Config they came from (Config objects
@@ -299,6 +327,12 @@ def _merge(c: Context) -> Settings:
     for section, values in sections.items():
         for key, value in values.items():
             _check_value(section, key, value)
+    if images is not None and images["registry"] and sections["cluster"]["registry"]:
+        raise Exit(
+            "PRISM_IMAGES_REGISTRY and PRISM_CLUSTER_REGISTRY=true both say where the cluster "
+            "pulls the Prism images from; keep one (images.registry: a registry of your own, "
+            "cluster.registry: k3d's local one)"
+        )
     remote = hasattr(c, "host") and hasattr(c, "open")  # a -H host
     return Settings(
         env=env,
@@ -344,6 +378,13 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"
 )
+# A registry prefix for images (images.registry): what a docker reference has before the image
+# name - a host with an optional port, then path components - with no scheme, tag or trailing /.
+REGISTRY_PREFIX = re.compile(
+    r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*(:[0-9]+)?"
+    r"(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$"
+)
+SERVICE_TYPES = ("LoadBalancer", "NodePort", "ClusterIP")  # cluster.proxy_service_type
 
 
 def _closest(word: str, known: Iterable[str]) -> str:
@@ -401,6 +442,14 @@ def _check_value(section: str, key: str, value: Any) -> None:
             )
     elif (section, key) == ("ingress", "host") and not HOSTNAME.match(str(value)):
         raise Exit(f"{where}={value!r} is not a hostname (e.g. prism.local)")
+    elif (section, key) == ("images", "registry") and value:
+        if not REGISTRY_PREFIX.match(str(value)):
+            raise Exit(
+                f"{where}={value!r} is not a registry prefix: give host[:port]/path without "
+                "scheme, tag or trailing slash (e.g. ghcr.io/acme/prism)"
+            )
+    elif (section, key) == ("cluster", "proxy_service_type") and value not in SERVICE_TYPES:
+        raise Exit(f"{where}={value!r}: choose one of {', '.join(SERVICE_TYPES)}")
 
 
 def seconds(value: object, default: int, flag: str = "--timeout") -> int:

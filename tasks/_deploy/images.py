@@ -3,8 +3,9 @@ image, bringing the images into the cluster before the workloads need them, and 
 edit-build-run loop (`images.reload`: rebuild, load what changed, restart who runs it).
 
 Each configured image (images.names) is `<name>:<tag>` imported into the k3d nodes and never
-pulled (the guide's `imagePullPolicy: Never`), or, with the local registry
-(cluster.registry), `<registry>/<name>:<tag>` pulled from it.
+pulled (the guide's `imagePullPolicy: Never`); with the local registry (cluster.registry),
+`<registry>/<name>:<tag>` pulled from it; with a registry of your own (images.registry, the
+only choice on a cluster this project did not create), `<images.registry>/<name>:<tag>`.
 """
 
 from __future__ import annotations
@@ -114,24 +115,76 @@ def check_sources(c: Context, chosen: Sequence[Image]) -> None:
             )
 
 
+class Pull(NamedTuple):
+    """Where pods get the configured images: their references' prefix, and the pull policy."""
+
+    prefix: str  # "" or "<registry>/"
+    policy: str
+
+
+def pull(s: _settings.Settings) -> Pull:
+    """Where the cluster gets the Prism images, by configuration:
+
+    - images.registry, a registry the cluster can reach (ghcr.io/acme/prism): pulled when the
+      node lacks that tag (IfNotPresent; what is pushed there is built elsewhere, by CI);
+    - cluster.registry, k3d's local registry: pulled on every pod start, whatever the tag: a
+      reload pushes a new image under the same tag, and with IfNotPresent a node holding the
+      old one would keep running it (the registry is on this machine; asking costs
+      milliseconds);
+    - neither: imported into the k3d nodes and never pulled (there is nothing to pull them
+      from). A cluster this project did not create holds no imported images, and `Never` would
+      leave its pods in ErrImageNeverPull: the context provider needs images.registry.
+
+    (Both registries at once are refused where the settings are read.)"""
+    if s.images.registry:
+        return Pull(f"{s.images.registry}/", "IfNotPresent")
+    if str(s.cluster.provider) == "context":
+        raise Exit(
+            "the context provider's cluster cannot run images imported into k3d nodes "
+            "(imagePullPolicy: Never): set PRISM_IMAGES_REGISTRY (images.registry) to the "
+            "registry it pulls the Prism images from, e.g. ghcr.io/acme/prism",
+            code=1,
+        )
+    if s.cluster.registry:
+        return Pull(f"{_registry.registry_ref(s)}/", "Always")
+    return Pull("", "Never")
+
+
 def cluster_ref(s: _settings.Settings, name: str) -> str:
     """The reference pods use for a configured image."""
-    prefix = f"{_registry.registry_ref(s)}/" if s.cluster.registry else ""
-    return f"{prefix}{name}:{s.images.tag}"
+    return f"{pull(s).prefix}{name}:{s.images.tag}"
 
 
-def pull_policy(s: _settings.Settings) -> str:
-    """Imported images are never pulled (there is nothing to pull them from). From the local
-    registry they are pulled on every pod start, whatever the tag: a reload pushes a new image
-    under the same tag, and with IfNotPresent a node holding the old one would keep running it
-    (the registry is on this machine; asking it costs milliseconds)."""
-    return "Always" if s.cluster.registry else "Never"
+def not_loaded(s: _settings.Settings, t: _target.Target) -> str:
+    """Why nothing is loaded into cluster `t` from this machine, or "" when its Prism images
+    are (k3d: imported into its nodes, or pushed to the local registry)."""
+    registry = str(s.images.registry)
+    if t.provider == "kwok":
+        return "the simulated cluster (kwok) runs no containers"
+    if t.provider == "context" and not registry:
+        return (
+            "a shared cluster pulls the Prism images from a registry; push yours to one it can "
+            "reach and set PRISM_IMAGES_REGISTRY to it"
+        )
+    where = f"{registry} (images.registry)"
+    if t.provider == "context":
+        return f"a shared cluster pulls the Prism images; push yours to {where}"
+    if registry:
+        return f"it pulls the Prism images from {where}; push yours there"
+    return ""
 
 
 def require_k3d(c: Context) -> _target.Target:
     from .._providers import k3d as _k3d
 
     t = _target.resolve(c)
+    if t.provider == "context":
+        raise Exit(
+            f"the cluster provider is context ({t.reason}): images go into k3d clusters only; "
+            "a shared cluster pulls them: push them to its registry and set "
+            "PRISM_IMAGES_REGISTRY to it",
+            code=1,
+        )
     if t.provider != "k3d":
         raise Exit(
             f"the cluster provider is {t.provider} ({t.reason}): images go into k3d clusters "
@@ -180,7 +233,8 @@ def follow_config(c: Context, objects: Sequence[dict[str, Any]]) -> list[dict[st
     the disk. kustomize has no transformer for the pull policy; it is set here, on exactly the
     containers whose image is now a configured one. Nothing to change means no kustomize run."""
     s = _settings.load(c)
-    targets = {name: cluster_ref(s, name) for name in names(s)}
+    source = pull(s)
+    targets = {name: f"{source.prefix}{name}:{s.images.tag}" for name in names(s)}
     stale = [
         o
         for o in objects
@@ -192,7 +246,7 @@ def follow_config(c: Context, objects: Sequence[dict[str, Any]]) -> list[dict[st
     ]
     rewritten = {_render.key(o): o for o in _transform(c, s, stale, targets)} if stale else {}
     ids = {id(o) for o in stale}
-    policy = pull_policy(s)
+    policy = source.policy
     final = set(targets.values())
     result = []
     for original in objects:
@@ -216,11 +270,12 @@ def _transform(
     """Run kustomize's `images:` transformer over `objects`."""
     import yaml
 
+    prefix = pull(s).prefix
     images = []
     for name in targets:
         entry: dict[str, str] = {"name": name}
-        if s.cluster.registry:
-            entry["newName"] = f"{_registry.registry_ref(s)}/{name}"
+        if prefix:
+            entry["newName"] = f"{prefix}{name}"
         entry["newTag"] = str(s.images.tag)
         images.append(entry)
     kustomization = {
@@ -301,15 +356,13 @@ def load(c: Context, only: str = "", build: bool = True, force: bool = False) ->
     from .._providers import k3d as _k3d
 
     t = _target.resolve(c)
-    if t.provider != "k3d":
-        print(
-            f"images: nothing to load into cluster {t.name}: the simulated cluster "
-            f"({t.provider}) runs no containers"
-        )
+    s = _settings.load(c)
+    reason = not_loaded(s, t)
+    if reason:
+        print(f"images: nothing to load into cluster {t.name}: {reason}")
         return
     chosen = wanted(c, only)
     _k3d.require_runtime(c)
-    s = _settings.load(c)
     dry = _guard.is_dry(c)
     registry = bool(s.cluster.registry)
 
@@ -454,6 +507,26 @@ class Reload(NamedTuple):
     target: _target.Target
     images: list[Image]
     wait: int  # seconds each restarted workload may take to be Ready
+
+
+def nothing_to_reload(
+    c: Context, only: str = "", timeout: object = None, interval: object = None
+) -> str:
+    """The one line images.reload prints instead of reloading when the cluster takes no images
+    from this machine (the simulated cluster, a shared cluster, a registry of your own); ""
+    when there is something to reload. The flags are checked first, on every cluster."""
+    s = _settings.load(c)
+    _settings.seconds(timeout, s.deploy.timeout)
+    _settings.seconds(interval, 1, "--interval")
+    wanted(c, only)
+    t = _target.resolve(c)
+    reason = not_loaded(s, t)
+    if not reason:
+        return ""
+    return (
+        f"images: nothing to rebuild or load into cluster {t.name}: {reason}; "
+        "`inv deploy.restart APP` restarts a workload"
+    )
 
 
 def preflight(c: Context, only: str = "", timeout: object = None) -> Reload:

@@ -57,16 +57,31 @@ def apply_command(c: Context) -> list[str]:
             "--force-conflicts", "--validate=strict", "-f", "-"]  # fmt: skip
 
 
+CHANGES = ("created", "configured", "unchanged")
+NAMED = ("created", "configured")  # listed object by object; the unchanged ones stay a count
+
+
 @dataclass
 class Outcome:
     name: str
     started: float = 0.0
     finished: float = 0.0
     error: Exit | None = None
-    changes: dict[str, int] = field(default_factory=dict)  # created / configured / unchanged
+    # created / configured / unchanged -> those objects by `object_name`, in apply order
+    objects: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def changes(self) -> dict[str, int]:
+        """How many objects were created / configured / left unchanged ({} before it ran)."""
+        return {change: len(names) for change, names in self.objects.items()}
 
 
-CHANGES = ("created", "configured", "unchanged")
+def object_name(obj: dict[str, Any]) -> str:
+    """An object as a deploy names it: namespace/kind/name, or kind/name for a cluster-scoped
+    one (as the chaos reports name workloads; `kind/name` is what `kubectl get` takes)."""
+    meta = obj["metadata"]
+    kind_name = f"{obj['kind'].lower()}/{meta['name']}"
+    return f"{meta['namespace']}/{kind_name}" if meta.get("namespace") else kind_name
 
 
 Key = tuple[str, str, str]  # (kind, namespace, name) of a workload
@@ -170,10 +185,14 @@ class Plan:
             if key not in self.autoscaled and stored.get(key) == answer
         )
 
-    def count(self, objects: Sequence[dict[str, Any]]) -> dict[str, int]:
-        """How many of `objects` this deploy created, configured, left unchanged."""
-        found = [self.changed.get(object_key(o)) for o in objects]
-        return {change: found.count(change) for change in CHANGES}
+    def changes_of(self, objects: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+        """Which of `objects` this deploy created, configured, left unchanged."""
+        found: dict[str, list[str]] = {change: [] for change in CHANGES}
+        for obj in apply_order(objects):
+            change = self.changed.get(object_key(obj))
+            if change:
+                found[change].append(object_name(obj))
+        return found
 
     def leave_replicas(self, obj: dict[str, Any]) -> dict[str, Any]:
         """What to apply of a workload an HPA scales: the manifest's replica count only when
@@ -287,10 +306,9 @@ class Plan:
                     self.progress.say(f"→ {step.name}: applying {len(objects)} objects")
                     self.guarded(step.name, self.apply, objects)
                     self.guarded(step.name, self.wait_ready, step.name, workloads(objects), timeout)
-                    outcome.changes = self.count(objects)
+                    outcome.objects = self.changes_of(objects)
                 outcome.finished = time.monotonic()
-                took = outcome.finished - outcome.started
-                self.progress.say(f"{step.name} ({took:.1f}s{_changes(outcome.changes)})", ok=True)
+                self.progress.say(step_report(outcome), ok=True)
             except Exit as error:
                 outcome.error = error
             except Exception as error:  # a bug or an unforeseen answer: still this step's failure
@@ -308,7 +326,8 @@ class Plan:
 
     def converge(self, timeout: int) -> list[Outcome]:
         """Everything is deployed and Ready already: one apply, then one look at whether it
-        changed anything that must roll out again (a no-op apply changes nothing)."""
+        changed anything that must roll out again (a no-op apply changes nothing). Only the
+        steps that changed something report a line."""
         outcomes = [Outcome(step.name) for step in self.steps]
         objects = [o for step in self.steps for o in self.by_step[step.name]]
         unchanged = self.guarded("apply", self.as_they_are, objects)
@@ -330,8 +349,10 @@ class Plan:
                 outcome.error = StepFailed(f"{step.name}: {type(error).__name__}: {error}")
                 failed = step.name
                 continue
-            outcome.changes = self.count(self.by_step[step.name])
+            outcome.objects = self.changes_of(self.by_step[step.name])
             outcome.finished = time.monotonic()
+            if any(outcome.objects[change] for change in NAMED):
+                self.progress.say(step_report(outcome), ok=True)  # only what changed
         self.progress.stop()
         return outcomes
 
@@ -427,7 +448,7 @@ def dry_plan(c: Context, objects: Sequence[dict[str, Any]], steps: Sequence[Step
     for step in steps:
         chosen = objects_of(objects, step)
         if chosen:
-            names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in apply_order(chosen))
+            names = ", ".join(object_name(o) for o in apply_order(chosen))
             print(
                 f"{prefix}→ {step.name}: would apply {len(chosen)} object{'s' * (len(chosen) != 1)} ({names}), as:"
             )
@@ -470,9 +491,21 @@ def summarize(outcomes: Sequence[Outcome], total: float) -> None:
         raise Exit(str(failures[0].message), code=1)
 
 
-def _changes(counts: dict[str, int]) -> str:
-    shown = ", ".join(f"{n} {change}" for change, n in counts.items() if n)
-    return f"; {shown}" if shown else ""
+def step_report(outcome: Outcome) -> str:
+    """A finished step: its time and counts, then one line per kind of change naming the
+    objects created and configured (kapp's summary, grouped):
+
+        admin (1.3s; 1 created, 1 configured, 1 unchanged)
+          created: prism/deployment/prism-admin
+          configured: prism/configmap/prism-admin-config
+    """
+    took = outcome.finished - outcome.started
+    counts = ", ".join(f"{n} {change}" for change, n in outcome.changes.items() if n)
+    lines = [f"{outcome.name} ({took:.1f}s{'; ' + counts if counts else ''})"]
+    for change in NAMED:
+        if outcome.objects.get(change):
+            lines.append(f"  {change}: {', '.join(outcome.objects[change])}")
+    return "\n".join(lines)
 
 
 def _skipped(outcome: Outcome) -> bool:

@@ -188,26 +188,20 @@ def plan_objects(
 
 
 LOCAL_STORAGE = "local-storage"  # the manifests' storage class (base/storage)
-SERVICE_TYPES = ("LoadBalancer", "NodePort", "ClusterIP")
 
 
 def fit_cluster(objects: list[dict[str, Any]], s: _settings.Settings) -> list[dict[str, Any]]:
     """The objects as the configured cluster needs them: the claims' storage class
     (cluster.storage_class; on a cluster this project did not create, the cluster's default
     class, and the manifests' own StorageClass is not applied there), the Ingresses' class
-    (cluster.ingress_class) and prism-proxy's Service type (cluster.proxy_service_type).
-    With the defaults on k3d and kwok nothing changes. The objects are changed in place: they
-    are the caller's own, just rendered."""
+    (cluster.ingress_class) and prism-proxy's Service type (cluster.proxy_service_type, one of
+    settings.SERVICE_TYPES: checked where it is configured). With the defaults on k3d and kwok
+    nothing changes. The objects are changed in place: they are the caller's own, just
+    rendered."""
     existing = str(s.cluster.provider) == "context"
     wanted = str(s.cluster.storage_class).strip() or (None if existing else LOCAL_STORAGE)
     ingress_class = str(s.cluster.ingress_class).strip()
-    service_type = str(s.cluster.proxy_service_type).strip()
-    if service_type not in SERVICE_TYPES:
-        raise Exit(
-            f"PRISM_CLUSTER_PROXY_SERVICE_TYPE={service_type!r}: choose one of "
-            f"{', '.join(SERVICE_TYPES)}",
-            code=1,
-        )
+    service_type = str(s.cluster.proxy_service_type)
     fitted = []
     for obj in objects:
         kind, name = obj.get("kind"), obj.get("metadata", {}).get("name")

@@ -19,6 +19,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from invoke import Context, Exit
 
@@ -39,6 +40,13 @@ class Check:
     probe: Callable[[], str]  # returns what it saw; raises Failed
     fix: str
     skip: str = ""  # why this check does not apply here
+
+    def ask(self) -> tuple[bool, str]:
+        """Run the probe once: (passed, what it saw or why it failed)."""
+        try:
+            return True, self.probe()
+        except Failed as error:
+            return False, str(error)
 
 
 @dataclass
@@ -81,28 +89,51 @@ def healthy(port: int, path: str, host: str | None = None) -> str:
     return f"GET {path} -> {status} {shown}".rstrip()
 
 
+# As grpcurl: v1 first, then v1alpha, which older servers and grpcio-reflection's (1.85 still)
+# offer alone. v1 is v1alpha renamed, message for message, so v1alpha's messages (the only ones
+# grpcio-reflection ships) serve both.
+REFLECTION_SERVICES = (
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+)
+
+
 def grpc_services(port: int) -> str:
     """What `grpcurl -plaintext HOST:PORT list` shows: the services the reflection API lists."""
     import grpc
-    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        request = reflection_pb2.ServerReflectionRequest(list_services="")
-        try:
-            for answer in stub.ServerReflectionInfo(iter([request]), timeout=TIMEOUT):
-                names = sorted(s.name for s in answer.list_services_response.service)
+        for service in REFLECTION_SERVICES:
+            names = _listed_by(channel, service)
+            if names is not None:
                 break
-            else:
-                raise Failed("the reflection stream ended without an answer")
-        except grpc.RpcError as error:
-            code = error.code()
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                raise Failed("the server does not offer gRPC server reflection") from None
-            raise Failed(f"gRPC {code.name}: {error.details()}") from None
+        else:
+            raise Failed("the server does not offer gRPC server reflection")
     if not names:
         raise Failed("the reflection API lists no service")
     return f"{len(names)} service(s): {', '.join(names)}"
+
+
+def _listed_by(channel: Any, service: str) -> list[str] | None:
+    """The services one reflection API version lists; None when the server does not offer it."""
+    import grpc
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    info = channel.stream_stream(
+        f"/{service}/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    try:
+        for answer in info(iter([request]), timeout=TIMEOUT):
+            return sorted(s.name for s in answer.list_services_response.service)
+    except grpc.RpcError as error:
+        code = error.code()
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            return None
+        raise Failed(f"gRPC {code.name}: {error.details()}") from None
+    raise Failed("the reflection stream ended without an answer")
 
 
 def metrics(port: int) -> str:
@@ -266,9 +297,13 @@ class Stack:
     postgres_password: str
 
 
+def logs(app: str) -> str:
+    """The next step of a check that failed on one app."""
+    return f"`inv observe.logs {app}` and `inv observe.check`"
+
+
 def checks(c: Context, stack: Stack) -> list[Check]:
     """The checks for this stack, in the guide's order."""
-    logs = "`inv observe.logs {}` and `inv observe.check`".format
     on_k3d = "" if stack.provider == "k3d" else "the simulated cluster carries no ingress traffic"
     found = [
         Check("every workload Ready", workloads_ready(c), "`inv deploy.status`, `inv deploy.all`"),
@@ -300,10 +335,17 @@ def checks(c: Context, stack: Stack) -> list[Check]:
             logs("prism-proxy"),
         ),
     ]
+    by_backend = backend_checks(c, stack)
+    found += [by_backend[b] for b in stack.backends if b in by_backend]
+    return found
+
+
+def backend_checks(c: Context, stack: Stack) -> dict[str, Check]:
+    """Each backend's check in its own protocol, by backend name."""
     select_1 = _postgres.READ_PASSWORD + _postgres.psql(
         stack.postgres_port, stack.postgres_user, stack.postgres_db, "-tAc", "SELECT 1"
     )
-    backend_checks = {
+    return {
         "redis": Check(
             "redis PING",
             in_pod(
@@ -345,8 +387,6 @@ def checks(c: Context, stack: Stack) -> list[Check]:
             logs("kafka"),
         ),
     }
-    found += [backend_checks[b] for b in stack.backends if b in backend_checks]
-    return found
 
 
 def require_passed(outcomes: list[Outcome], cluster: str) -> str:

@@ -9,6 +9,7 @@ else. Deploys, backups, checks and drills work, once the context is in cluster.a
 from __future__ import annotations
 
 import json
+import shlex
 
 from invoke import Context, Exit
 
@@ -50,7 +51,7 @@ def report_existing(c: Context, s: Settings, t: Target) -> None:
     if not version:
         raise Exit(
             f"context {t.context} does not answer: {_command.why(answer)}; check the cluster "
-            f"and your credentials (`kubectl --context {t.context} get --raw /readyz`)",
+            f"and your credentials (`{shlex.join(_target.readyz(t))}`)",
             code=1,
         )
     print(

@@ -114,3 +114,58 @@ def test_ctrl_c_in_a_scenario_restores_and_shows_what_ran(
     assert (
         next(c["status"] for c in found["status"]["conditions"] if c["type"] == "Ready") == "True"
     )
+
+
+def test_ctrl_c_in_a_pause_between_drills_shows_what_ran(
+    stack: SimCluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    path = scenario(
+        tmp_path,
+        "pause: 0\ndrills:\n  - backend-outage: {backend: minio, for: 1s}\n"
+        "  - pause: 10m\n  - drain: {node: kwok-prism-ci-agent-0}\n",
+    )
+    task = start(stack, "chaos.run", "--scenario", path)
+    read_until(task, "pause 600s")
+    out, err = interrupt(task)
+    assert task.returncode == 130, out + err
+    assert last_line(err) == "interrupted (Ctrl-C) between drills: nothing needed restoring"
+    rows = table(out)
+    assert rows[1].startswith("backend-outage minio ") and rows[1].endswith("healed after restore")
+    assert rows[2].startswith("drain kwok-prism-ci-agent-0 ") and rows[2].endswith("not run")
+    assert not node(stack, "kwok-prism-ci-agent-0")["spec"].get("unschedulable")
+
+
+def test_a_dry_scenario_lists_what_each_drill_would_touch_and_changes_nothing(
+    stack: SimCluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    path = scenario(
+        tmp_path,
+        "drills:\n  - backend-outage: {backend: redis, for: 5s}\n"
+        "  - drain: {node: kwok-prism-ci-agent-0}\n  - api-restart: {}\n",
+    )
+    leader = stack.get("lease", "-n", "kube-system", "kube-controller-manager")["spec"]
+    result = stack.inv("--dry", "chaos.run", "--scenario", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "would scale statefulset prism-backends/redis from 1 to 0 for 5s" in result.stdout
+    assert "would drain node kwok-prism-ci-agent-0" in result.stdout
+    assert "pause" not in result.stdout  # nothing waits in a dry run
+    assert stack.get("statefulset", "-n", "prism-backends", "redis")["spec"]["replicas"] == 1
+    assert not node(stack, "kwok-prism-ci-agent-0")["spec"].get("unschedulable")
+    after = stack.get("lease", "-n", "kube-system", "kube-controller-manager")["spec"]
+    assert after["holderIdentity"] == leader["holderIdentity"]
+
+
+def test_a_scenario_refuses_a_cluster_this_project_did_not_create(
+    stack: SimCluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Guide correction 20, for a whole scenario: nothing runs, not even its first drill."""
+    path = scenario(tmp_path, "drills:\n  - backend-outage: {backend: redis, for: 5s}\n")
+    result = stack.inv("chaos.run", "--scenario", path, PRISM_DATA_DIR=str(tmp_path / "data"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert last_line(result.stderr).startswith("cluster prism-ci was not created by prism-tasks")
+    assert "==" not in result.stdout + result.stderr  # no drill started
+    assert stack.get("statefulset", "-n", "prism-backends", "redis")["spec"]["replicas"] == 1

@@ -82,6 +82,9 @@ def test_each_step_reports_its_time_and_what_it_changed(deployed: str) -> None:
     total = table[-1]
     assert total[0] == "total" and sum(map(int, total[2:])) >= 30  # the ci overlay: 32 objects
     assert "✓ admin (" in deployed  # each step's line, plain
+    # and under it the objects it created, by namespace/kind/name
+    created = re.search(r"^✓ admin \(.*\)\n  created: (.*)$", deployed, re.M)
+    assert created and "prism/deployment/prism-admin" in created[1].split(", "), deployed
 
 
 def test_claims_of_the_stack_are_bound(sim_cluster: SimCluster, deployed: str) -> None:
@@ -128,6 +131,7 @@ def test_a_change_is_reported_as_configured_and_diff_exits_1_until_deployed(
     assert rows["admin"][2:4] == ["0", "1"]  # the Deployment configured
     assert int(rows["admin"][4]) >= 1  # the rest of the step as it was
     assert rows["total"][3] == "1"
+    assert "\n  configured: prism/deployment/prism-admin\n" in applied.stdout  # named
     same = sim_cluster.inv("deploy.diff")
     assert same.returncode == 0 and same.stdout.strip().endswith("no changes")
 
@@ -149,6 +153,7 @@ def test_a_drifted_object_is_put_back_while_every_workload_is_ready(
     assert sim_cluster.get("configmap", name, "-n", "prism")["data"] == original
     rows = {row[0]: row for row in summary_table(applied.stdout)}
     assert rows["total"][3] == "1", applied.stdout  # one object configured, the rest as it was
+    assert f"\n  configured: prism/configmap/{name}\n" in applied.stdout  # and named
     again = sim_cluster.inv("deploy.all")
     assert again.stdout.strip().splitlines()[-1].startswith("✓ nothing changed"), again.stdout
 
@@ -157,8 +162,11 @@ def test_status_json_has_the_documented_keys(sim_cluster: SimCluster, deployed: 
     result = sim_cluster.inv("deploy.status", "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert set(document) == {"cluster", "context", "workloads", "findings"}
+    assert set(document) == {"cluster", "context", "workloads", "backends", "findings"}
     assert document["cluster"] == "prism-ci" and document["context"] == "kwok-prism-ci"
+    backends = {b["name"]: (b["enabled"], b["deployed"]) for b in document["backends"]}
+    for name in ("redis", "nats", "minio", "postgres"):  # backends.enabled's default, deployed
+        assert backends[name] == (True, True), document["backends"]
     rows = {(w["namespace"], w["kind"], w["name"]): w for w in document["workloads"]}
     assert set(rows) >= GUIDE_WORKLOADS
     admin = rows[("prism", "Deployment", "prism-admin")]

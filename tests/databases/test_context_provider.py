@@ -70,13 +70,15 @@ def postgres() -> Iterator[Postgres]:
 
 
 def as_context(cluster: SimCluster, tmp_path: Path, allowed: bool = True) -> dict[str, str]:
-    """Our environment pointed at their context, with a data directory of our own."""
+    """Our environment pointed at their context, with a data directory of our own and the
+    registry their cluster pulls the Prism images from (never reached: kwok runs no containers)."""
     env = {
         **cluster.env,
         "PRISM_ENV": "ci",
         "PRISM_CLUSTER_PROVIDER": "context",
         "PRISM_CLUSTER_CONTEXT": cluster.context,
         "PRISM_DATA_DIR": str(tmp_path / "ours"),
+        "PRISM_IMAGES_REGISTRY": "registry.example.com/prism",
     }
     del env["PRISM_CLUSTER_NAME"]
     if allowed:
@@ -107,12 +109,42 @@ def test_a_context_not_allowed_is_refused_before_anything_is_applied(
     result = run(as_context(theirs, tmp_path, allowed=False), "deploy.all")
     assert result.returncode == 1
     assert last_line(result) == (
-        f"context {theirs.context} is not in cluster.allowed_contexts: prism-tasks changes a "
-        f"cluster it did not create only when allowed; add it with "
-        f"PRISM_CLUSTER_ALLOWED_CONTEXTS={theirs.context}"
+        f"context {theirs.context} is not in cluster.allowed_contexts (now empty): prism-tasks "
+        f"changes a cluster it did not create only when allowed; add {theirs.context} to "
+        "PRISM_CLUSTER_ALLOWED_CONTEXTS (comma-separated) or to the cluster.allowed_contexts "
+        "list in invoke.yaml"
     )
     namespaces = {n["metadata"]["name"] for n in theirs.get("namespaces")["items"]}
     assert "prism" not in namespaces and "prism-backends" not in namespaces
+
+
+def test_without_a_registry_for_the_prism_images_nothing_is_applied(
+    theirs: SimCluster, tmp_path: Path
+) -> None:
+    env = as_context(theirs, tmp_path)
+    del env["PRISM_IMAGES_REGISTRY"]
+    result = run(env, "deploy.all")
+    assert result.returncode == 1
+    assert "images: nothing to load into cluster " in result.stdout  # images.load, the pre-task
+    assert last_line(result).startswith(
+        "the context provider's cluster cannot run images imported into k3d nodes "
+        "(imagePullPolicy: Never): set PRISM_IMAGES_REGISTRY (images.registry)"
+    )
+    namespaces = {n["metadata"]["name"] for n in theirs.get("namespaces")["items"]}
+    assert "prism" not in namespaces and "prism-backends" not in namespaces
+
+
+@pytest.mark.parametrize("task", ["observe.install", "ingress.install"])
+def test_the_helm_installs_are_refused_on_a_context_not_allowed(
+    theirs: SimCluster, tmp_path: Path, task: str
+) -> None:
+    result = run(as_context(theirs, tmp_path, allowed=False), task)
+    assert result.returncode == 1
+    assert last_line(result).startswith(
+        f"context {theirs.context} is not in cluster.allowed_contexts (now empty)"
+    )
+    namespaces = {n["metadata"]["name"] for n in theirs.get("namespaces")["items"]}
+    assert "observability" not in namespaces and "ingress-nginx" not in namespaces
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ down."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 from support import dbservers
@@ -121,21 +122,71 @@ def test_each_check_fails_with_its_next_step_when_its_server_is_down(
     assert "Traceback" not in result.stderr
 
 
+# A label no node has: the new pod of the rollout stays Pending, the old ones keep serving.
+NOWHERE = {"prism.example/no-such-node": "true"}
+
+
+def test_a_workload_not_ready_fails_its_check_with_the_next_step(
+    stack: SimCluster, databases: tuple[Postgres, Redis], servers: dict[str, object]
+) -> None:
+    """consumer-runner (no other check uses it) rolled out onto no node: its Deployment is not
+    Ready, and that check alone fails."""
+    runner = ["deployment", "consumer-runner", "-n", "prism"]
+
+    def place(selector: Mapping[str, str | None]) -> None:
+        patch = {"spec": {"template": {"spec": {"nodeSelector": selector}}}}
+        stack.kubectl("patch", *runner, "--type=merge", "-p", json.dumps(patch))
+
+    place(NOWHERE)
+    try:
+        result = verify(stack, databases)
+    finally:
+        place(dict.fromkeys(NOWHERE))  # null: the key goes, the template is as deployed again
+        stack.kubectl("rollout", "status", *runner, "--timeout=120s", timeout=150)
+    assert result.returncode == 1, result.stdout + result.stderr
+    failed = [line for line in result.stdout.splitlines() if line.startswith("✗ ")]
+    assert len(failed) == 1, result.stdout
+    assert failed[0].startswith("✗ every workload Ready ("), result.stdout
+    assert failed[0].endswith(
+        "not Ready: consumer-runner; next: `inv deploy.status`, `inv deploy.all`"
+    ), failed[0]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "7 passed, 1 failed, 2 skipped on cluster prism-ci; first failure: every workload Ready: "
+    ), result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_kafka_enabled_is_deployed_listed_and_verified_then_fails_when_it_is_down(
     stack: SimCluster, databases: tuple[Postgres, Redis], servers: dict[str, object]
 ) -> None:
-    """backends.enabled with Kafka: deploy.all deploys it (the ci overlay does not list it),
-    deploy.status shows it, deploy.verify asks it for Metadata."""
+    """backends.enabled with Kafka: deploy.status says it is not deployed yet, deploy.all
+    deploys it (the ci overlay does not list it), deploy.status shows it (and marks it once
+    Kafka is no longer enabled), deploy.verify asks it for Metadata."""
     enabled = {"PRISM_BACKENDS_ENABLED": "redis,nats,minio,postgres,kafka"}
     kafka = Kafka(9092, ["prism-events"])
+
+    def kafka_row(status: subprocess.CompletedProcess[str]) -> str:
+        rows = [
+            line
+            for line in status.stdout.splitlines()
+            if line.split()[:3] == ["prism-backends", "StatefulSet", "kafka"]
+        ]
+        assert len(rows) == 1, status.stdout + status.stderr
+        return rows[0]
+
     try:
+        before = stack.inv("deploy.status", **enabled)
+        assert before.returncode == 0, before.stdout + before.stderr
+        assert "kafka: enabled, not deployed; fix: run `inv deploy.all`" in before.stdout
         deployed = stack.inv("deploy.all", "--timeout", "120", **enabled)
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         status = stack.inv("deploy.status", **enabled)
-        assert any(
-            line.split()[:3] == ["prism-backends", "StatefulSet", "kafka"]
-            for line in status.stdout.splitlines()
-        ), status.stdout
+        assert "not enabled" not in kafka_row(status)
+        assert "kafka: enabled, not deployed" not in status.stdout
+        no_longer = stack.inv("deploy.status")  # backends.enabled's default: no Kafka
+        assert kafka_row(no_longer).endswith("not enabled (backends.enabled)")
+        assert "kafka: deployed, not enabled (backends.enabled)" in no_longer.stdout
         result = verify(stack, databases, **enabled)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "✓ kafka metadata (" in result.stdout

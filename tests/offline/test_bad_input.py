@@ -61,6 +61,9 @@ CASES = [
     ("cluster-name-not-a-label", ["cluster.create"], {"PRISM_CLUSTER_NAME": "bad name;x"}, "is not a cluster name"),
     ("ingress-host-not-a-hostname", ["ingress.hosts"], {"PRISM_INGRESS_HOST": "a b"}, "is not a hostname"),
     ("unknown-environment", ["cluster.status"], {"PRISM_ENV": "qa"}, "unknown environment PRISM_ENV='qa'"),
+    ("proxy-service-type-unknown", ["deploy.render"], {"PRISM_CLUSTER_PROXY_SERVICE_TYPE": "External"}, "='External': choose one of LoadBalancer, NodePort, ClusterIP"),
+    ("images-registry-with-a-scheme", ["deploy.render"], {"PRISM_IMAGES_REGISTRY": "https://ghcr.io/acme"}, "is not a registry prefix"),
+    ("two-image-registries", ["images.load"], {"PRISM_IMAGES_REGISTRY": "ghcr.io/acme", "PRISM_CLUSTER_REGISTRY": "true"}, "keep one"),
     ("render-into-a-directory", ["deploy.render", "--output", "{dir}"], {}, "is a directory; give a file name"),
     ("unreachable-host-with-connect-timeout", ["-H", "127.0.0.1:1", "-t", "5", "cluster.list"], {}, "cannot reach 127.0.0.1:1"),
 ]  # fmt: skip

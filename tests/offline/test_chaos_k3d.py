@@ -21,6 +21,7 @@ from support.fakes import (
 
 from tasks._chaos import control as _control
 from tasks._chaos import nodes as _nodes
+from tasks._chaos.undo import Interrupted, Undo, restoring
 from tasks._core import settings as _settings
 from tasks._core.target import Target
 
@@ -101,3 +102,55 @@ def test_the_drills_that_stop_machines_refuse_a_cluster_this_project_did_not_cre
     with pytest.raises(Exit, match="are not its to stop; chaos.drain and chaos.backend-outage"):
         _nodes.node_down(c, None, CONTEXT, "n", False, 60, 60, print, dry=False)
     assert commands(c) == []
+
+
+def test_ctrl_c_while_a_k3d_node_is_down_starts_its_container_again_and_says_so() -> None:
+    """The undo a node-down pushes on k3d, run by Ctrl-C the way the drill's body runs it."""
+    c = shell(
+        {
+            cmd(*NODE_LIST): ok(k3d_nodes()),
+            cmd("docker", "stop", "k3d-prism-local-agent-1"): ok(),
+            cmd("docker", "start", "k3d-prism-local-agent-1"): ok(),
+        }
+    )
+    fault = _nodes.k3d_node(c, K3D, node("k3d-prism-local-agent-1"))
+    said: list[str] = []
+    with (
+        pytest.raises(Interrupted) as raised,
+        restoring("node-down", Undo(), said.append) as undo,
+    ):
+        undo.push("node k3d-prism-local-agent-1", fault.restore)
+        fault.stop(60)
+        raise KeyboardInterrupt
+    assert raised.value.code == 130
+    assert raised.value.message == (
+        "interrupted (Ctrl-C) during node-down: the cluster is as it was: restored node "
+        "k3d-prism-local-agent-1: container k3d-prism-local-agent-1 started"
+    )
+    assert commands(c)[1:] == [
+        ["docker", "stop", "k3d-prism-local-agent-1"],
+        ["docker", "start", "k3d-prism-local-agent-1"],
+    ]
+
+
+def test_ctrl_c_while_the_k3d_server_is_stopped_starts_it_again() -> None:
+    wait = re.compile(r"^sh -c .*get --raw /readyz")
+    c = shell(
+        {
+            cmd("docker", "stop", "k3d-prism-local-server-0"): ok(),
+            cmd("docker", "start", "k3d-prism-local-server-0"): ok(),
+            wait: ok(),
+        }
+    )
+    restart = _control.Restart(c, _settings.load(c), K3D, timeout=120)
+    with (
+        pytest.raises(Interrupted, match="the cluster is as it was: restored the control plane"),
+        restoring("api-restart", Undo(), print) as undo,
+    ):
+        undo.push("the control plane", restart.start)
+        restart.stop()
+        raise KeyboardInterrupt
+    assert commands(c)[:2] == [
+        ["docker", "stop", "k3d-prism-local-server-0"],
+        ["docker", "start", "k3d-prism-local-server-0"],
+    ]

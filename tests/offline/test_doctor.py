@@ -12,6 +12,8 @@ from pathlib import Path
 
 from support.cli import ROOT, inv
 
+from tasks._core import sim_binaries as _sim
+
 BIN = Path(sys.executable).parent
 
 KUBECTL_JSON = json.dumps({"clientVersion": {"gitVersion": "v1.32.4"}})
@@ -129,6 +131,25 @@ def test_json_document_has_the_documented_keys(tmp_path: Path) -> None:
     assert document["problems"] == ["helm", "k3d"]
     assert document["ok"] is False
     assert "doctor: missing or too old: helm, k3d" in err
+
+
+def test_json_for_kwok_names_the_binaries_directory_and_the_entry_points_paths(
+    tmp_path: Path,
+) -> None:
+    bin_dir = toolbox(tmp_path, kubectl=KUBECTL_JSON, helm="v3.17.4")
+    code, out, _ = doctor(tmp_path, "kwok", bin_dir, "--json")
+    assert code == 1  # no simulated-cluster binaries under PRISM_SIM_HOME
+    document = json.loads(out)
+    binaries = document["simulated_cluster_binaries"]
+    assert list(binaries) == ["dir", "missing"]
+    assert Path(binaries["dir"]).parent == tmp_path / "no-sim"
+    assert binaries["missing"] == list(_sim.BINARIES)
+    assert "simulated-cluster binaries" in document["problems"]
+    assert document["docker_daemon"] is False and document["inv_on_path"] is None
+    assert [list(entry) for entry in document["entry_points"]] == [["name", "path", "state"]] * 3
+    assert {e["name"]: e["path"] for e in document["entry_points"]} == {
+        name: str(BIN / name) for name in ("inv", "invoke", "prism")
+    }
 
 
 def test_a_foreign_inv_on_path_is_a_note_not_a_failure(tmp_path: Path) -> None:

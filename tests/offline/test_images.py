@@ -226,6 +226,22 @@ def test_import_into_the_simulated_cluster_is_refused(monkeypatch: pytest.Monkey
     assert commands(c) == []
 
 
+def test_import_into_a_shared_cluster_is_refused_naming_the_registry_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "context")
+    monkeypatch.setenv("PRISM_CLUSTER_CONTEXT", "staging")
+    c = shell({})
+    with pytest.raises(Exit) as caught:
+        images.import_(c)
+    assert caught.value.message == (
+        "the cluster provider is context (an existing cluster, by its context): images go into "
+        "k3d clusters only; a shared cluster pulls them: push them to its registry and set "
+        "PRISM_IMAGES_REGISTRY to it"
+    )
+    assert commands(c) == []
+
+
 def test_reference_normalization_matches_docker() -> None:
     from tasks._providers.k3d_images import normalize_ref
 

@@ -243,6 +243,48 @@ def test_on_the_simulated_cluster_it_says_so_and_runs_nothing(
     )
 
 
+def test_on_a_shared_cluster_it_says_to_push_to_the_registry_and_runs_nothing(
+    prism_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "context")
+    monkeypatch.setenv("PRISM_CLUSTER_CONTEXT", "staging")
+    monkeypatch.setenv("PRISM_IMAGES_REGISTRY", "registry.example.com:5000/prism")
+    c = shell({})
+    images.load(c)
+    assert commands(c) == []
+    assert capsys.readouterr().out == (
+        "images: nothing to load into cluster staging: a shared cluster pulls the Prism images; "
+        "push yours to registry.example.com:5000/prism (images.registry)\n"
+    )
+
+
+def test_on_a_shared_cluster_without_a_registry_it_names_the_setting(
+    prism_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "context")
+    monkeypatch.setenv("PRISM_CLUSTER_CONTEXT", "staging")
+    c = shell({})
+    images.load(c)
+    assert commands(c) == []
+    out = capsys.readouterr().out
+    assert out.startswith("images: nothing to load into cluster staging: a shared cluster pulls")
+    assert "set PRISM_IMAGES_REGISTRY" in out and "simulated" not in out
+
+
+@pytest.mark.usefixtures("k3d_env")
+def test_a_k3d_cluster_that_pulls_from_a_registry_of_your_own_gets_nothing_loaded(
+    prism_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PRISM_IMAGES_REGISTRY", "ghcr.io/acme/prism")
+    c = shell({})
+    images.load(c)
+    assert commands(c) == []  # nothing built, imported or pushed
+    assert capsys.readouterr().out == (
+        "images: nothing to load into cluster prism-local: it pulls the Prism images from "
+        "ghcr.io/acme/prism (images.registry); push yours there\n"
+    )
+
+
 @pytest.mark.usefixtures("k3d_env")
 def test_dry_run_before_the_cluster_exists_prints_builds_and_import_and_changes_nothing(
     prism_repo: Path, capsys: pytest.CaptureFixture[str]

@@ -1,6 +1,7 @@
-"""The rendered manifests follow the image configuration (images.tag, cluster.registry): the
-repository's overlays, rendered by the real `kubectl kustomize`, then rewritten by kustomize's
-`images:` transformer; the pull policy goes with the mode; other images are left alone."""
+"""The rendered manifests follow the image configuration (images.tag, cluster.registry,
+images.registry): the repository's overlays, rendered by the real `kubectl kustomize`, then
+rewritten by kustomize's `images:` transformer; the pull policy goes with the mode; other images
+are left alone."""
 
 from __future__ import annotations
 
@@ -133,6 +134,59 @@ def test_registry_mode_with_latest_pulls_always(monkeypatch: pytest.MonkeyPatch)
         assert container["imagePullPolicy"] == "Always"
 
 
+def test_a_registry_of_your_own_is_pulled_when_the_node_lacks_the_tag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PRISM_ENV", "staging")
+    monkeypatch.setenv("PRISM_IMAGES_REGISTRY", "ghcr.io/acme/prism")
+    before, after = rendered("staging")
+    containers = prism_containers(after)
+    assert set(containers) == PRISM
+    for name, container in containers.items():
+        assert container["image"] == f"ghcr.io/acme/prism/{name}:0.1.0"  # staging's release
+        assert container["imagePullPolicy"] == "IfNotPresent"
+    assert other_images(after) == other_images(before)  # staging pins minio's release
+    assert without_prism_images(after) == without_prism_images(before)
+
+
+@pytest.mark.parametrize("provider", ["k3d", "kwok", "context"])
+def test_a_registry_of_your_own_is_used_whatever_the_provider(
+    monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", provider)
+    monkeypatch.setenv("PRISM_CLUSTER_CONTEXT", "staging")
+    monkeypatch.setenv("PRISM_IMAGES_REGISTRY", "registry.example.com:5000/prism")
+    monkeypatch.setenv("PRISM_IMAGES_TAG", "build-42")
+    _, after = rendered()
+    assert {(ct["image"], ct["imagePullPolicy"]) for ct in prism_containers(after).values()} == {
+        (f"registry.example.com:5000/prism/{name}:build-42", "IfNotPresent") for name in PRISM
+    }
+
+
+NEEDS_REGISTRY = (
+    "the context provider's cluster cannot run images imported into k3d nodes "
+    "(imagePullPolicy: Never): set PRISM_IMAGES_REGISTRY (images.registry) to the registry it "
+    "pulls the Prism images from, e.g. ghcr.io/acme/prism"
+)
+
+
+@pytest.mark.parametrize("local_registry", ["false", "true"])
+def test_a_shared_cluster_without_a_registry_of_its_own_is_refused(
+    monkeypatch: pytest.MonkeyPatch, local_registry: str
+) -> None:
+    """Never imported there, never pulled: the pods would never start (ErrImageNeverPull). k3d's
+    local registry (cluster.registry) is on this machine, out of a shared cluster's reach."""
+    from invoke import Exit
+
+    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "context")
+    monkeypatch.setenv("PRISM_CLUSTER_CONTEXT", "staging")
+    monkeypatch.setenv("PRISM_CLUSTER_REGISTRY", local_registry)
+    with pytest.raises(Exit) as caught:
+        rendered()
+    assert caught.value.message == NEEDS_REGISTRY
+    assert caught.value.code == 1
+
+
 def test_only_configured_images_are_rewritten(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRISM_IMAGES_NAMES", "prism-proxy")
     monkeypatch.setenv("PRISM_IMAGES_TAG", "dev")
@@ -184,6 +238,20 @@ def test_deploy_render_prints_the_configured_images() -> None:
     assert "image: redis:7-alpine" in result.stdout
 
 
+def test_deploy_render_for_a_shared_cluster_names_the_registry_setting() -> None:
+    shared = {"PRISM_CLUSTER_PROVIDER": "context", "PRISM_CLUSTER_CONTEXT": "staging"}
+    refused = inv("deploy.render", env=shared)
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert refused.stderr.strip().splitlines() == [NEEDS_REGISTRY]
+
+    result = inv("deploy.render", env={**shared, "PRISM_IMAGES_REGISTRY": "ghcr.io/acme/prism"})
+    assert result.returncode == 0, result.stderr
+    assert "image: ghcr.io/acme/prism/prism-proxy:latest" in result.stdout
+    assert "imagePullPolicy: Never" not in result.stdout
+    assert result.stdout.count("imagePullPolicy: IfNotPresent") >= len(PRISM)
+
+
 def test_deploy_steps_apply_the_configured_images_and_keep_secrets_off_disk(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -228,3 +296,25 @@ def test_deploy_diff_compares_the_configured_images(monkeypatch: pytest.MonkeyPa
     deploy.diff(make_context(run={"dry": True}), overlay="local")
     assert "image: prism-admin:v9" in sent[0]
     assert "image: prism-admin:latest" not in sent[0]
+
+
+def test_deploy_diff_compares_the_enabled_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """backends.enabled reaches the diff: Kafka (no overlay lists it) is added, the backends
+    left out of PRISM_BACKENDS_ENABLED are not compared."""
+    import yaml
+
+    from tasks._core import target as _target
+
+    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "kwok")
+    monkeypatch.setenv("PRISM_BACKENDS_ENABLED", "redis,kafka")
+    sent: list[str] = []
+
+    def kubectl(c: Any, *args: str, input: str = "", **kwargs: Any) -> Result:
+        sent.append(input)
+        return Result(exited=0)
+
+    monkeypatch.setattr(_target, "kubectl", kubectl)
+    deploy.diff(make_context(run={"dry": True}), overlay="local")
+    objects = [o for o in yaml.safe_load_all(sent[0]) if o]
+    assert _render.backend_names(objects) == {"redis", "kafka"}
+    assert ("StatefulSet", "kafka") in {(o["kind"], o["metadata"]["name"]) for o in objects}

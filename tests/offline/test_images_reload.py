@@ -245,14 +245,58 @@ def test_a_changed_image_no_workload_runs_restarts_nothing(
 # --- failures ---------------------------------------------------------------------------------
 
 
-def test_on_the_simulated_cluster_it_refuses(
-    prism_repo: Path, monkeypatch: pytest.MonkeyPatch
+# --- clusters that take no images from here: one line, exit 0 ----------------------------------
+
+
+def test_on_the_simulated_cluster_it_says_there_is_nothing_to_do(
+    prism_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "kwok")
     c = shell({})
-    with pytest.raises(Exit, match=r"the cluster provider is kwok .* k3d clusters only"):
-        images.reload(c)
+    images.reload(c)  # returns: exit 0
     assert commands(c) == []
+    assert capsys.readouterr().out == (
+        "images: nothing to rebuild or load into cluster prism-local: the simulated cluster "
+        "(kwok) runs no containers; `inv deploy.restart APP` restarts a workload\n"
+    )
+
+
+def test_on_the_simulated_cluster_watch_says_the_same_and_does_not_watch(
+    prism_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def watch(*args: object) -> None:
+        raise AssertionError("nothing to watch for on the simulated cluster")
+
+    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "kwok")
+    monkeypatch.setattr(_images, "watch", watch)
+    images.reload(shell({}), watch=True)
+    assert capsys.readouterr().out.startswith("images: nothing to rebuild or load into cluster")
+
+
+def test_on_a_shared_cluster_it_says_to_push_to_the_registry(
+    prism_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "context")
+    monkeypatch.setenv("PRISM_CLUSTER_CONTEXT", "staging")
+    monkeypatch.setenv("PRISM_IMAGES_REGISTRY", "ghcr.io/acme/prism")
+    c = shell({})
+    images.reload(c)
+    assert commands(c) == []
+    assert capsys.readouterr().out == (
+        "images: nothing to rebuild or load into cluster staging: a shared cluster pulls the "
+        "Prism images; push yours to ghcr.io/acme/prism (images.registry); "
+        "`inv deploy.restart APP` restarts a workload\n"
+    )
+
+
+def test_on_the_simulated_cluster_bad_flags_are_still_refused(
+    prism_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "kwok")
+    with pytest.raises(Exit, match="--timeout 'soon' is not a whole number of seconds"):
+        images.reload(shell({}), timeout="soon")
+    with pytest.raises(Exit, match="unknown image 'prism-ui'"):
+        images.reload(shell({}), only="prism-ui")
 
 
 def test_without_the_source_it_builds_nothing(

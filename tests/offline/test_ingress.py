@@ -42,6 +42,7 @@ HELM_INSTALL = [
 @pytest.mark.usefixtures("tools")
 def test_install_on_k3d_uses_the_pinned_chart_and_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "k3d")
+    monkeypatch.setenv("PRISM_CLUSTER_NAME", "prism-local")  # named explicitly: may be acted on
     helm = [
         "helm",
         "--kube-context",
@@ -67,6 +68,7 @@ def test_install_on_kwok_disables_the_admission_webhook(
 ) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "kwok")
+    monkeypatch.setenv("PRISM_CLUSTER_NAME", "prism-local")
     monkeypatch.setenv("PRISM_CLUSTER_KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("PRISM_INGRESS_CHART_REPO", "http://127.0.0.1:8879/charts")
     helm = [

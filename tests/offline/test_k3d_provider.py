@@ -558,6 +558,22 @@ def test_list_shows_k3d_clusters(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.usefixtures("k3d_env")
+def test_list_as_json_is_the_provider_and_the_cluster_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    c = shell(
+        {
+            cmd(*DOCKER_INFO): ok("24.0.7"),
+            cmd(*CLUSTER_LIST): ok([k3d_cluster(), k3d_cluster("prism-dev")]),
+        }
+    )
+    cluster.list_(c, json=True)
+    document = json.loads(capsys.readouterr().out)
+    assert list(document) == ["provider", "clusters"]  # the documented keys, in that order
+    assert document == {"provider": "k3d", "clusters": ["prism-local", "prism-dev"]}
+
+
+@pytest.mark.usefixtures("k3d_env")
 def test_kubeconfig_merges_the_context_without_switching(capsys) -> None:  # type: ignore[no-untyped-def]
     merge = [
         "k3d",

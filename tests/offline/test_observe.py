@@ -94,6 +94,7 @@ KWOK_SWITCHES = [
 @pytest.fixture
 def k3d(tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811  (the fixture)
     monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "k3d")
+    monkeypatch.setenv("PRISM_CLUSTER_NAME", "prism-local")  # named explicitly: may be acted on
 
 
 def k3d_install_shell(releases: Any = (), values: dict[str, Any] | None = None) -> Any:
@@ -130,6 +131,7 @@ def test_install_on_kwok_switches_off_every_webhook(
 ) -> None:
     kubeconfig = str(tmp_path / "kubeconfig")
     monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "kwok")
+    monkeypatch.setenv("PRISM_CLUSTER_NAME", "prism-local")
     monkeypatch.setenv("PRISM_CLUSTER_KUBECONFIG", kubeconfig)
     context = "kwok-prism-local"
     prometheus = helm_argv(context, *prometheus_upgrade(*KWOK_SWITCHES), kubeconfig=kubeconfig)

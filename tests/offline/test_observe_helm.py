@@ -39,6 +39,7 @@ CONTEXT = "k3d-prism-local"
 @pytest.fixture
 def k3d(tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811  (the fixture)
     monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "k3d")
+    monkeypatch.setenv("PRISM_CLUSTER_NAME", "prism-local")  # named explicitly: may be acted on
     monkeypatch.setenv("NO_COLOR", "1")
 
 
@@ -111,6 +112,7 @@ def test_on_kwok_a_release_with_the_file_values_and_the_webhook_switches_is_up_t
     """What helm reports after `-f file --set ...` is the file's values with the --set ones merged
     in; that is what the install compares with."""
     monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "kwok")
+    monkeypatch.setenv("PRISM_CLUSTER_NAME", "prism-local")
     monkeypatch.setenv("NO_COLOR", "1")
     context = "kwok-prism-local"
     reported = {

@@ -4,6 +4,7 @@ with them; `prism` is the same program under the project's name."""
 from __future__ import annotations
 
 import os
+import pty
 import shlex
 import subprocess
 import sys
@@ -63,16 +64,27 @@ def test_ssh_flags_are_exactly_fabrics_own():
     assert {f"-{n}" if len(n) == 1 else f"--{n}" for names in theirs for n in names} == SSH_FLAGS
 
 
-def loaded_modules(*args: str) -> set[str]:
-    """The modules a real `inv ARGS` imports (python -X importtime lists every import)."""
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", str(BIN / "inv"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+def loaded_modules(*args: str, terminal: bool = False, **env: str | None) -> set[str]:
+    """The modules a real `inv ARGS` imports (python -X importtime lists every import), its
+    standard output a pipe or a `terminal`; `env` changes the environment (None: unset)."""
+    environment = {**os.environ, **env}
+    leader, follower = pty.openpty() if terminal else (None, None)
+    try:
+        # the tasks run here print a line or two: the terminal's buffer holds them unread
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", str(BIN / "inv"), *args],
+            cwd=ROOT,
+            stdout=follower if terminal else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={k: v for k, v in environment.items() if v is not None},
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        for fd in (leader, follower):
+            if fd is not None:
+                os.close(fd)
     return {
         line.split("|")[-1].strip()
         for line in result.stderr.splitlines()
@@ -80,11 +92,31 @@ def loaded_modules(*args: str) -> set[str]:
     }
 
 
+def roots(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
 @pytest.mark.parametrize("args", [["--list"], ["--help"], ["--complete", "--", "inv", "-"]])
-def test_plain_inv_imports_neither_fabric_nor_paramiko(args: list[str]):
+def test_plain_inv_imports_no_ssh_kubernetes_or_rich(args: list[str]):
     modules = loaded_modules(*args)
     assert "invoke" in modules
-    assert not {m for m in modules if m.split(".")[0] in ("fabric", "paramiko", "kubernetes")}
+    assert not roots(modules) & {"fabric", "paramiko", "kubernetes", "rich"}
+
+
+# backup.list prints through tasks/_core/output.py and needs no cluster
+@pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"NO_COLOR": None}], ids=["no-color", "pipe"])
+def test_plain_output_does_not_import_rich(env: dict[str, str | None]):
+    modules = loaded_modules("backup.list", **env)
+    assert "tasks._core.output" in modules
+    assert "rich" not in roots(modules)
+
+
+def test_a_terminal_imports_rich_for_its_colours():
+    modules = loaded_modules("backup.list", terminal=True, NO_COLOR=None, TERM="xterm")
+    assert "rich.console" in modules
+    assert "rich" not in roots(
+        loaded_modules("backup.list", terminal=True, NO_COLOR="1", TERM="xterm")
+    )
 
 
 def test_inv_with_hosts_loads_fabric():

@@ -106,6 +106,91 @@ def test_boolean_environment_values(monkeypatch: pytest.MonkeyPatch) -> None:
         _settings.load(context())
 
 
+# --- a list of names: a YAML list in invoke.yaml, or one comma-separated string ----------------
+
+
+def test_a_list_setting_takes_a_yaml_list() -> None:
+    s = _settings.load(context(cluster={"allowed_contexts": [" staging ", "eks-dev"]}))
+    assert s.cluster.allowed_contexts == ["staging", "eks-dev"]
+
+
+def test_a_list_setting_takes_a_comma_separated_string_in_yaml_too() -> None:
+    s = _settings.load(context(cluster={"allowed_contexts": "staging, eks-dev,"}))
+    assert s.cluster.allowed_contexts == ["staging", "eks-dev"]
+
+
+def test_a_list_setting_from_the_environment_is_comma_separated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PRISM_CLUSTER_ALLOWED_CONTEXTS", "staging,,eks-dev ")
+    s = _settings.load(context(cluster={"allowed_contexts": ["ignored"]}))
+    assert s.cluster.allowed_contexts == ["staging", "eks-dev"]
+
+
+def test_a_list_setting_defaults_to_empty() -> None:
+    assert _settings.load(context()).cluster.allowed_contexts == []
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (["staging", 3], r"config cluster.allowed_contexts\[1\] is 3 \(int\); expected a non-empty str"),
+        (["staging", ""], r"config cluster.allowed_contexts\[1\] is '' \(str\); expected a non-empty"),
+        ([["staging"]], r"config cluster.allowed_contexts\[0\] is \['staging'\] \(list\)"),
+        ({"staging": True}, r"config cluster.allowed_contexts is \{'staging': True\} \(dict\); "
+                            "expected a list of names or one comma-separated str"),
+    ],
+    ids=["number", "empty", "nested", "mapping"],
+)  # fmt: skip
+def test_a_list_setting_with_something_else_than_names_is_refused(value: object, says: str) -> None:
+    with pytest.raises(Exit, match=says):
+        _settings.load(context(cluster={"allowed_contexts": value}))
+
+
+# --- values checked where they enter -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "prefix", ["ghcr.io/acme/prism", "registry.example.com:5000", "localhost:5000/a_b/c-d", "acme"]
+)
+def test_a_registry_prefix_is_accepted(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
+    monkeypatch.setenv("PRISM_IMAGES_REGISTRY", prefix)
+    assert _settings.load(context()).images.registry == prefix
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["https://ghcr.io/acme", "ghcr.io/acme/", "ghcr.io/acme/prism:v1", "ghcr.io/Acme", "a b"],
+)
+def test_what_is_not_a_registry_prefix_is_refused(
+    monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    monkeypatch.setenv("PRISM_IMAGES_REGISTRY", prefix)
+    with pytest.raises(Exit) as caught:
+        _settings.load(context())
+    assert caught.value.message == (
+        f"PRISM_IMAGES_REGISTRY (images.registry)={prefix!r} is not a registry prefix: give "
+        "host[:port]/path without scheme, tag or trailing slash (e.g. ghcr.io/acme/prism)"
+    )
+
+
+def test_two_registries_for_the_images_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRISM_IMAGES_REGISTRY", "ghcr.io/acme/prism")
+    monkeypatch.setenv("PRISM_CLUSTER_REGISTRY", "true")
+    with pytest.raises(Exit, match="both say where the cluster pulls the Prism images from"):
+        _settings.load(context())
+
+
+def test_an_unknown_proxy_service_type_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRISM_CLUSTER_PROXY_SERVICE_TYPE", "loadbalancer")
+    with pytest.raises(Exit) as caught:
+        _settings.load(context())
+    assert caught.value.message == (
+        "PRISM_CLUSTER_PROXY_SERVICE_TYPE (cluster.proxy_service_type)='loadbalancer': choose "
+        "one of LoadBalancer, NodePort, ClusterIP"
+    )
+
+
 def test_secret_comes_from_dotenv_and_missing_secret_says_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "test.env").write_text("PRISM_POSTGRES_PASSWORD=s3cret\n")
     s = _settings.load(context())

@@ -412,9 +412,22 @@ def test_parallel_hosts_run_at_once_with_labelled_lines_and_a_summary(
     assert probes and all(count % 2 == 0 for count in probes.values())
 
 
+@pytest.mark.parametrize(
+    ("hosts", "flags", "mode"),
+    [("b,a", [], "one after another"), ("a,b", ["--parallel"], "at once")],
+    ids=["in-turn", "parallel"],
+)
 def test_a_failing_host_does_not_hide_the_other_and_the_exit_is_its(
-    two_hosts: tuple[SshServer, SshServer, Path], tools: Toolbox, tmp_path: Path
+    two_hosts: tuple[SshServer, SshServer, Path],
+    tools: Toolbox,
+    tmp_path: Path,
+    hosts: str,
+    flags: list[str],
+    mode: str,
 ):
+    """Host b's sshd is down. In turn (b first) and at once (`-H a,b --parallel`, the issue's
+    clause): a runs all the way, b's failure is one line, b's status is the exit status, and
+    the summary names both in the order -H gave them."""
     a, _, _ = two_hosts
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))  # a port nobody listens on: sshd is "down" there
@@ -424,20 +437,25 @@ def test_a_failing_host_does_not_hide_the_other_and_the_exit_is_its(
         + f"Host b\n    HostName 127.0.0.1\n    Port {closed.getsockname()[1]}\n"
     )
     try:
-        result = inv("--ssh-config", str(config), "-H", "b,a", "doctor")  # b first, in turn
+        result = inv("--ssh-config", str(config), "-H", hosts, *flags, "doctor")
     finally:
         closed.close()
 
-    assert result.returncode == 255  # ssh's status for an unreachable host
+    assert result.returncode == 255, result.stdout + result.stderr  # ssh's, for b
     errors = labelled(result.stderr)
     assert len(errors["b"]) == 1  # one line, not every tool "missing"
     assert errors["b"][0].startswith("cannot reach b (")
     assert errors["b"][0].endswith("connection refused; is sshd running there?")
-    assert labelled(result.stdout)["a"][0].startswith("provider: kwok")  # a still ran
-    summary = [line for line in labelled(result.stdout)[""] if line]
-    assert summary[0] == "hosts (one after another): 1 of 2 succeeded"
-    assert summary[1].startswith("✗ b: exit 255 after ") and "cannot reach b" in summary[1]
-    assert summary[2].startswith("✓ a: done in ")
+    out = labelled(result.stdout)
+    assert out["a"][0].startswith("provider: kwok")  # a ran all the way, beside the failure
+    assert any(line.startswith("  kubectl   ok") for line in out["a"])
+    assert out["a"][-1] == "doctor: all required tools present"
+    summary = [line for line in out[""] if line]
+    assert summary[0] == f"hosts ({mode}): 1 of 2 succeeded"
+    lines = dict(zip(hosts.split(","), summary[1:], strict=True))
+    assert lines["a"].startswith("✓ a: done in ")
+    assert lines["b"].startswith("✗ b: exit 255 after ") and "cannot reach b (" in lines["b"]
+    assert [line[2] for line in summary[1:]] == hosts.split(",")  # in the order -H named them
 
 
 def test_paths_expand_on_the_host_not_here(

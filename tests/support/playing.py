@@ -10,16 +10,24 @@ import struct
 import threading
 from collections.abc import Mapping
 from concurrent import futures
-from typing import Any
+from typing import Any, Literal
 
 
 class Http:
-    """An HTTP server answering fixed (status, body) per path; 404 elsewhere."""
+    """An HTTP server answering fixed (status, body) per path; 404 elsewhere.
 
-    def __init__(self, port: int, routes: Mapping[str, tuple[int, str]]) -> None:
+    With `host`, it answers as an ingress controller does: only requests whose `Host` header
+    names that host reach the routes; any other gets the default backend's 404."""
+
+    def __init__(
+        self, port: int, routes: Mapping[str, tuple[int, str]], host: str | None = None
+    ) -> None:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                status, body = routes.get(self.path, (404, "not found"))
+                if host is not None and self.headers.get("Host") != host:
+                    status, body = 404, "default backend - 404"
+                else:
+                    status, body = routes.get(self.path, (404, "not found"))
                 data = body.encode()
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
@@ -38,16 +46,37 @@ class Http:
 
 
 class Grpc:
-    """A gRPC server offering server reflection, listing `services` (nothing else served)."""
+    """A gRPC server offering server reflection, listing `services` (nothing else served).
 
-    def __init__(self, port: int, services: list[str], reflection: bool = True) -> None:
+    `reflection` is the reflection API's version: v1alpha (what grpcio-reflection serves), v1
+    (what newer servers serve, alone), or None for a server without reflection."""
+
+    def __init__(
+        self,
+        port: int,
+        services: list[str],
+        reflection: Literal["v1alpha", "v1"] | None = "v1alpha",
+    ) -> None:
         import grpc
         from grpc_reflection.v1alpha import reflection as grpc_reflection
+        from grpc_reflection.v1alpha import reflection_pb2
 
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        if reflection:
+        if reflection == "v1alpha":
             names = [*services, grpc_reflection.SERVICE_NAME]
             grpc_reflection.enable_server_reflection(names, self.server)
+        elif reflection == "v1":
+            # v1 is v1alpha renamed, message for message: grpcio's servicer, under v1's name
+            v1 = "grpc.reflection.v1.ServerReflection"
+            servicer = grpc_reflection.ReflectionServicer([*services, v1])
+            info = grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+            self.server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(v1, {"ServerReflectionInfo": info}),)
+            )
         if not self.server.add_insecure_port(f"127.0.0.1:{port}"):
             raise OSError(f"cannot listen on 127.0.0.1:{port}")
         self.server.start()
