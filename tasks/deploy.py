@@ -34,6 +34,7 @@ def deploy_steps(
     c: Context, steps: tuple[str, ...], overlay: str | None, timeout: int | None
 ) -> None:
     """Render once, then run the chosen steps with their readiness waits and a timing table."""
+    from ._core import command as _command
     from ._core import guard as _guard
     from ._deploy import images as _images
     from ._deploy import plan as _plan
@@ -47,6 +48,10 @@ def deploy_steps(
     )
     t = _target.require_reachable(c)
     if not _guard.is_dry(c):
+        if _command.is_remote(c):  # the two questions before the tunnel, in one SSH session
+            from ._remote import tunnel as _tunnel
+
+            _command.prefetch(c, [_guard.uid_query(t), _tunnel.kubeconfig_query(t)])
         _guard.require_owned(c, t)  # the .env credentials go only where we may put them
     chosen = [step for step in _render.STEPS if step.name in steps]
     outcomes = _plan.run_plan(c, objects, chosen, wait)

@@ -11,8 +11,10 @@ import contextlib
 import io
 import json
 import os
+import re
 import shlex
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import Any
@@ -89,6 +91,8 @@ def run(
 ) -> Result:
     """Run one command. `dry=False` marks a read-only query that runs even under --dry;
     `input` is written to the command's standard input (never to a file)."""
+    if dry is not False:
+        _prefetched.clear()  # it may change what the prefetched queries would answer
     require(c, argv[0])
     if input is not None:
         kwargs["in_stream"] = _Input(input)
@@ -107,12 +111,65 @@ def query(c: Context, argv: Sequence[str], **kwargs: Any) -> Result:
     kwargs.setdefault("warn", True)
     kwargs.setdefault("echo", False)
     kwargs.setdefault("in_stream", False)  # never read the terminal for a query
-    result = run(c, argv, dry=False, **kwargs)
+    result = _asked_ahead(c, argv) or run(c, argv, dry=False, **kwargs)
     if result.exited == 127:  # the shell found no such command (remote hosts end up here)
         hint = INSTALL_HINTS.get(argv[0], f"install {argv[0]}")
         place = "on PATH" if not is_remote(c) else f"on host {getattr(c, 'host', '')}"
         raise Exit(f"{argv[0]} not found {place}; {hint}", code=127)
     return result
+
+
+# Answers of queries asked ahead (`prefetch`), by (where, argv), with when they were asked:
+# each is used once, within FRESH seconds, and all are dropped when a command that may change
+# something runs.
+_prefetched: dict[tuple[str, tuple[str, ...]], tuple[float, Result]] = {}
+FRESH = 30.0
+
+
+def _asked_ahead(c: Context, argv: Sequence[str]) -> Result | None:
+    asked, answer = _prefetched.pop((where(c), tuple(argv)), (0.0, None))
+    return answer if time.monotonic() - asked < FRESH else None
+
+
+def prefetch(c: Context, argvs: Sequence[Sequence[str]], timeout: int = 60) -> None:
+    """Ask several read-only commands at once, in one shell: they run side by side, and on a
+    -H host that is one SSH session instead of one each (each costs a round trip and a
+    login shell). The `query` calls that follow get these answers instead of running them
+    again. A shell that fails as a whole leaves nothing kept: the queries then run alone."""
+    boundary = os.urandom(8).hex()
+    steps, report = [], []
+    for i, argv in enumerate(argvs):
+        steps.append(
+            f'{{ {shlex.join(argv)}; echo $? > "$d/{i}.rc"; }} > "$d/{i}.out" 2> "$d/{i}.err" &'
+        )
+        report.append(
+            f'printf "%s {i} %s\\n" {boundary} "$(cat "$d/{i}.rc")"; cat "$d/{i}.out"; '
+            f'printf "\\n%s-err\\n" {boundary}; cat "$d/{i}.err"; printf "\\n%s-end\\n" {boundary}'
+        )
+    script = "\n".join(
+        ["d=$(mktemp -d) || exit 1", "trap 'rm -rf \"$d\"' EXIT", *steps, "wait", *report]
+    )
+    shell = run(
+        c, ["sh", "-c", script], dry=False, hide=True, warn=True, echo=False, in_stream=False,
+        timeout=timeout,
+    )  # fmt: skip
+    if not shell.ok:
+        return
+    found = re.finditer(
+        rf"^{boundary} (\d+) (\d+)\n(.*?)\n{boundary}-err\n(.*?)\n{boundary}-end$",
+        shell.stdout,
+        re.S | re.M,
+    )
+    for match in found:
+        argv = tuple(argvs[int(match.group(1))])
+        answer = Result(
+            stdout=match.group(3),
+            stderr=match.group(4),
+            exited=int(match.group(2)),
+            command=shlex.join(argv),
+            hide=("stdout", "stderr"),
+        )
+        _prefetched[(where(c), argv)] = (time.monotonic(), answer)
 
 
 def why(result: Result) -> str:

@@ -34,9 +34,21 @@ def is_dry(c: Context) -> bool:
 def cluster_uid(c: Context, t: Target) -> str:
     """What tells one cluster instance from another of the same name: the UID of its
     kube-system namespace, made when its API server first started. "" when it does not answer."""
-    argv = ["kubectl", *kube_flags(t), "get", "namespace", "kube-system"]
-    answer = _command.query(c, [*argv, "-o", "jsonpath={.metadata.uid}"], timeout=15)
+    answer = _command.query(c, uid_query(t), timeout=15)
     return answer.stdout.strip() if answer.ok else ""
+
+
+def uid_query(t: Target) -> list[str]:
+    """The command that asks for the kube-system namespace's UID (`cluster_uid`)."""
+    return [
+        "kubectl",
+        *kube_flags(t),
+        "get",
+        "namespace",
+        "kube-system",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]
 
 
 def record_created(c: Context, t: Target, uid: str = "") -> None:

@@ -30,6 +30,11 @@ class Provider(Protocol):
 
     def exists(self, c: Context, s: Settings, t: Target) -> bool: ...
 
+    def existing_queries(self, s: Settings, t: Target) -> list[list[str]]:
+        """The read-only commands `exists` and `report_existing` run on a cluster that is
+        there already: `cluster.create` asks them ahead, side by side in one shell (on a -H
+        host, one SSH session instead of one each)."""
+
     def report_existing(self, c: Context, s: Settings, t: Target) -> None:
         """`cluster.create` found the cluster: say whether it answers and matches the config."""
 

@@ -36,6 +36,10 @@ def check_settings(s: Settings, t: Target) -> None:
     """Nothing to check: the cluster exists already, with its own settings."""
 
 
+def existing_queries(s: Settings, t: Target) -> list[list[str]]:
+    return []  # nothing to ask ahead: `kubectl version` is the one question
+
+
 def exists(c: Context, s: Settings, t: Target) -> bool:
     return t.context in names(c)
 

@@ -295,13 +295,24 @@ def merge_kubeconfig(c: Context, s: Settings, t: Target) -> None:
     """Nothing to merge: kwokctl writes the cluster's context when it creates the cluster."""
 
 
+NAMES = ["kwokctl", "get", "clusters"]
+
+
 def names(c: Context) -> list[str]:
     """Every simulated cluster kwokctl knows; raises when kwokctl cannot say."""
-    return _command.ask(c, ["kwokctl", "get", "clusters"], "list the simulated clusters").split()
+    return _command.ask(c, NAMES, "list the simulated clusters").split()
 
 
 def exists(c: Context, s: Settings, t: Target) -> bool:
     return t.name in names(c)
+
+
+def _node_list(t: Target) -> list[str]:
+    return ["kubectl", *_target.kube_flags(t), "get", "nodes", "-o", "name"]
+
+
+def existing_queries(s: Settings, t: Target) -> list[list[str]]:
+    return [NAMES, _target.readyz(t), _node_list(t)]
 
 
 def report_existing(c: Context, s: Settings, t: Target) -> None:
@@ -316,9 +327,7 @@ def report_existing(c: Context, s: Settings, t: Target) -> None:
         stop(c, s, t)  # ... so once it answers, let them go and start kwok afresh
         start(c, s, t)
     _target.require_reachable(c)
-    listed = _command.ask(
-        c, ["kubectl", *_target.kube_flags(t), "get", "nodes", "-o", "name"], "list the nodes"
-    )
+    listed = _command.ask(c, _node_list(t), "list the nodes")
     missing = set(node_names(s, t)) - {line.removeprefix("node/") for line in listed.split()}
     if not missing:
         print(f"cluster {t.name} already exists (kwok) and answers; nothing to do")

@@ -65,10 +65,14 @@ def api_client(c: Context, t: Target) -> Iterator[Any]:
             client.close()
 
 
+def kubeconfig_query(t: Target) -> list[str]:
+    """The command that prints the host's kubeconfig for `t.context` (`remote_kubeconfig`)."""
+    return ["kubectl", "config", "view", "--raw", "--minify", "--flatten", *_target.kube_flags(t)]
+
+
 def remote_kubeconfig(c: Context, t: Target) -> dict[str, Any]:
     """The host's kubeconfig for `t.context` alone, credentials inlined, as a dict in memory."""
-    argv = ["kubectl", "config", "view", "--raw", "--minify", "--flatten", *_target.kube_flags(t)]
-    result = _command.query(c, argv)
+    result = _command.query(c, kubeconfig_query(t))
     if result.exited == 127:
         raise _hosts.tool_missing(c, "kubectl")
     config = yaml.safe_load(result.stdout) if result.ok else None

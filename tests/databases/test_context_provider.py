@@ -188,3 +188,31 @@ def test_deploy_on_their_storage_then_backup(
     )  # fmt: skip
     assert backup.returncode == 0, backup.stdout + backup.stderr
     assert len(list((tmp_path / "backups").glob("postgres-*.dump"))) == 1
+
+    # Every task that changes their cluster needs the allow-list: refused, nothing touched ...
+    (dump,) = (tmp_path / "backups").glob("postgres-*.dump")
+    not_allowed = {
+        **as_context(theirs, tmp_path, allowed=False),
+        "PRISM_BACKUP_DIR": str(tmp_path / "backups"),
+        "PRISM_BACKUP_POSTGRES_PORT": str(postgres.port),
+    }
+    for task in (
+        ["backends.deploy"],
+        ["deploy.delete", "--yes"],
+        ["chaos.backend-outage", "--backend", "redis", "--for", "2"],
+        ["chaos.drain", "--node", theirs.get("nodes")["items"][-1]["metadata"]["name"]],
+        ["backup.restore-postgres", "--file", str(dump), "--yes"],
+    ):
+        refused = run(not_allowed, *task)
+        assert refused.returncode == 1, (task, refused.stdout, refused.stderr)
+        assert last_line(refused).startswith(
+            f"context {theirs.context} is not in cluster.allowed_contexts"
+        ), task
+    redis = theirs.get("statefulset", "-n", "prism-backends", "redis")
+    assert redis["spec"]["replicas"] == 1
+    assert not any(n["spec"].get("unschedulable") for n in theirs.get("nodes")["items"])
+
+    # ... and allowed, a drill that works through the API runs there and ends whole.
+    drill = run(env, "chaos.backend-outage", "--backend", "redis", "--for", "2", "--json")
+    assert drill.returncode == 0, drill.stdout + drill.stderr
+    assert json.loads(drill.stdout)["verdict"] == "whole"
