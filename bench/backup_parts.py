@@ -1,0 +1,109 @@
+"""Where the time of `backup.postgres` and `backup.restore-postgres` goes, part by part, beside
+the plain tools, on the simulated cluster against a real PostgreSQL (tests/support/dbservers.py)
+filled with generated rows. Needs the loopback-only network namespace:
+
+    unshare --net -- bash -c 'ip link set lo up && .venv/bin/python bench/backup_parts.py'
+    ... bench/backup_parts.py --rows 2000000
+
+One run of each line, timed from outside (process start included):
+  - `inv backup.postgres`, then the checks it runs on the archive after the stream, alone:
+    `pg_restore --list`, `pg_restore -f /dev/null` (reads every block), `sha256sum`;
+  - plain `pg_dump -Fc` to a file, and the same teed into `pg_restore -f /dev/null` (what
+    verifying while streaming would cost);
+  - `inv backup.restore-postgres`, plain `pg_restore --single-transaction --clean -d`, and
+    `pg_restore -f - | psql --single-transaction`: the path a restore that replaces the whole
+    database in one transaction takes, without kubectl (its ceiling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000, help="Postgres rows (~100 B each)")
+    args = parser.parse_args()
+    import _simbench
+
+    _simbench.require_loopback_only(__file__)
+
+    from support import dbservers, sim
+    from support.cli import INV
+
+    home = Path(tempfile.mkdtemp(prefix="prism-bench-parts-"))
+    with contextlib.ExitStack() as started:  # whatever started is stopped, however it ends
+        cluster = sim.start(home)
+        started.callback(sim.stop, cluster)
+        postgres = dbservers.start_postgres()
+        started.callback(postgres.stop)
+        env = {
+            **os.environ,
+            **cluster.env,
+            "PRISM_BACKUP_DIR": str(home / "backups"),
+            "PRISM_BACKUP_POSTGRES_PORT": str(postgres.port),
+            "PGPASSWORD": dbservers.PASSWORD,
+        }
+        deployed = cluster.inv("backends.deploy", "--only", "postgres")
+        if deployed.returncode != 0:
+            raise SystemExit(deployed.stdout + deployed.stderr)
+        postgres.sql(
+            "CREATE TABLE bench AS SELECT n AS id, md5(n::text) || md5((n * 7)::text) || "
+            f"md5((n * 13)::text) AS body FROM generate_series(1, {args.rows}) AS n"
+        )
+        size = postgres.sql("SELECT pg_size_pretty(pg_database_size('prism'))")
+        print(f"postgres: {args.rows} rows ({size}); {_simbench.machine()}", flush=True)
+
+        def timed(label: str, command: str | list[str]) -> None:
+            begun = time.monotonic()
+            ran = subprocess.run(
+                command, shell=isinstance(command, str), env=env, capture_output=True,
+                text=True, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            if ran.returncode != 0:
+                raise SystemExit(f"{label} failed:\n{ran.stdout}{ran.stderr}")
+            print(f"{label:<58}{time.monotonic() - begun:8.2f} s", flush=True)
+
+        pg = postgres.bin
+        where = f"-h 127.0.0.1 -p {postgres.port} -U {dbservers.USER}"
+        plain = home / "plain.dump"
+        timed("inv backup.postgres", [INV, "backup.postgres"])
+        (dump,) = (home / "backups").glob("postgres-*.dump")
+        timed("  pg_restore --list (after the stream)", f"pg_restore --list {dump} > /dev/null")
+        timed(
+            "  pg_restore -f /dev/null (after the stream)",
+            ["pg_restore", "-f", "/dev/null", str(dump)],
+        )
+        timed("  sha256sum (after the stream)", ["sha256sum", str(dump)])
+        timed("plain pg_dump -Fc", f"{pg}/pg_dump {where} -Fc -f {plain} prism")
+        timed(
+            "plain pg_dump -Fc, teed into pg_restore -f /dev/null",
+            f"{pg}/pg_dump {where} -Fc prism | tee {plain}.2 | pg_restore -f /dev/null",
+        )
+        timed(
+            "inv backup.restore-postgres",
+            [INV, "backup.restore-postgres", "--file", dump.name, "--yes"],
+        )
+        timed(
+            "plain pg_restore --single-transaction --clean -d",
+            f"{pg}/pg_restore {where} --single-transaction --clean --if-exists -d prism {plain}",
+        )
+        timed(
+            "plain pg_restore -f - | psql --single-transaction",
+            f"{pg}/pg_restore -f - {plain} | {pg}/psql {where} -q --single-transaction prism >/dev/null",
+        )
+        print(f"after: {_simbench.machine()}")
+
+
+if __name__ == "__main__":
+    main()
