@@ -480,6 +480,40 @@ def test_paths_expand_on_the_host_not_here(
     assert str(tmp_path / "local-home") not in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("configured", "on_host"),
+    [
+        ("kube/prism.yaml", "{home}/kube/prism.yaml"),  # relative: to the host's home
+        ("~/.kube/prism.yaml", "{home}/.kube/prism.yaml"),
+        ("/srv/prism/kubeconfig", "/srv/prism/kubeconfig"),
+    ],
+    ids=["relative", "tilde", "absolute"],
+)
+def test_the_kubeconfig_path_expands_on_the_host(
+    two_hosts: tuple[SshServer, SshServer, Path],
+    tools: Toolbox,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    configured: str,
+    on_host: str,
+):
+    """Here a relative path is relative to this project's directory; on a -H host, where this
+    project's directory is not, to the host's home."""
+    a, _, config = two_hosts
+    monkeypatch.setenv("HOME", str(tmp_path / "local-home"))
+    result = inv(
+        "--ssh-config", str(config), "-H", "a", "--dry", "cluster.create",
+        env={"PRISM_ENV": "prod", "PRISM_CLUSTER_KUBECONFIG": configured},
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = on_host.format(home=a.home)
+    out = "\n".join(plain(result.stdout))
+    assert f" create cluster --name prism-prod --kubeconfig {expected} " in out, out
+    assert f"kubectl --kubeconfig {expected} --context kwok-prism-prod " in out
+    assert str(tmp_path / "local-home") not in out and f"{ROOT}/" not in out
+
+
 def test_a_busy_port_is_checked_on_the_host(
     two_hosts: tuple[SshServer, SshServer, Path], tools: Toolbox
 ):
