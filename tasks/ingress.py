@@ -146,7 +146,16 @@ def add_host(c: Context, path: Path, entry: str) -> bool:
 @task(help={"hosts_file": "Hosts file to edit (default: ingress.hosts_file, /etc/hosts)."})
 def hosts(c, hosts_file=""):
     """Map prism.local to 127.0.0.1 in the hosts file (once; says when it needs sudo)."""
+    from ._core import command as _command
+
     s = _settings.load(c)
+    if _command.is_remote(c):  # the file is opened here, by Python: it would be this machine's
+        raise Exit(
+            f"ingress.hosts edits the hosts file of the machine it runs on, and over -H that is "
+            f"this one, not {_command.label(c)}; run `inv ingress.hosts` on "
+            f"{_command.label(c)} itself, or map {s.ingress.host} here to that host's address",
+            code=1,
+        )
     path = _settings.resolve_path(hosts_file or str(s.ingress.hosts_file))
     add_host(c, path, hosts_entry(s))
 

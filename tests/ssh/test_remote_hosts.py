@@ -514,6 +514,30 @@ def test_the_kubeconfig_path_expands_on_the_host(
     assert str(tmp_path / "local-home") not in out and f"{ROOT}/" not in out
 
 
+def test_ingress_hosts_over_ssh_refuses_and_edits_no_hosts_file(
+    two_hosts: tuple[SshServer, SshServer, Path], tools: Toolbox, tmp_path: Path
+):
+    """It would open this machine's file (Python, not a command on the host): one line instead."""
+    _, _, config = two_hosts
+    hosts_file = tmp_path / "hosts"
+    hosts_file.write_text("127.0.0.1 localhost\n")
+    result = inv(
+        "--ssh-config", str(config), "-H", "a", "ingress.hosts", "--hosts-file", str(hosts_file)
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "ingress.hosts edits the hosts file of the machine it runs on, and over -H that is this "
+            "one, not a; run `inv ingress.hosts` on a itself"
+        )
+    ), result.stderr
+    assert hosts_file.read_text() == "127.0.0.1 localhost\n"
+
+
 def test_a_busy_port_is_checked_on_the_host(
     two_hosts: tuple[SshServer, SshServer, Path], tools: Toolbox
 ):
