@@ -373,3 +373,13 @@ def machine() -> str:
 
 def header(title: str) -> None:
     print(f"{title}\n{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {machine()}", flush=True)
+
+
+def fill_postgres(postgres: Any, rows: int) -> str:
+    """`rows` generated rows of about 100 bytes in table `bench`; the database's size, as
+    Postgres prints it."""
+    postgres.sql(
+        "CREATE TABLE bench AS SELECT n AS id, md5(n::text) || md5((n * 7)::text) || "
+        f"md5((n * 13)::text) AS body FROM generate_series(1, {rows}) AS n"
+    )
+    return str(postgres.sql("SELECT pg_size_pretty(pg_database_size('prism'))"))

@@ -57,11 +57,7 @@ def main() -> None:
         deployed = cluster.inv("backends.deploy", "--only", "postgres")
         if deployed.returncode != 0:
             raise SystemExit(deployed.stdout + deployed.stderr)
-        postgres.sql(
-            "CREATE TABLE bench AS SELECT n AS id, md5(n::text) || md5((n * 7)::text) || "
-            f"md5((n * 13)::text) AS body FROM generate_series(1, {args.rows}) AS n"
-        )
-        size = postgres.sql("SELECT pg_size_pretty(pg_database_size('prism'))")
+        size = _simbench.fill_postgres(postgres, args.rows)
         print(f"postgres: {args.rows} rows ({size}); {_simbench.machine()}", flush=True)
 
         def timed(label: str, command: str | list[str]) -> None:

@@ -92,11 +92,7 @@ def main() -> None:
         deployed = cluster.inv("backends.deploy", "--only", "redis,postgres")
         if deployed.returncode != 0:
             raise SystemExit(deployed.stdout + deployed.stderr)
-        postgres.sql(
-            "CREATE TABLE bench AS SELECT n AS id, md5(n::text) || md5((n * 7)::text) || "
-            f"md5((n * 13)::text) AS body FROM generate_series(1, {args.rows}) AS n"
-        )
-        size = postgres.sql("SELECT pg_size_pretty(pg_database_size('prism'))")
+        size = _simbench.fill_postgres(postgres, args.rows)
         redis.cli(
             "EVAL",
             "for i = 1, tonumber(ARGV[1]) do redis.call('SET', 'key:' .. i, string.rep('v', 100)) end",

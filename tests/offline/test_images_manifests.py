@@ -281,11 +281,11 @@ def test_deploy_steps_apply_the_configured_images_and_keep_secrets_off_disk(
     assert "Secret" not in written and written  # ... but never written to a file
 
 
-def test_deploy_diff_compares_the_configured_images(monkeypatch: pytest.MonkeyPatch) -> None:
+def diff_input(monkeypatch: pytest.MonkeyPatch) -> str:
+    """What `inv --dry deploy.diff --overlay local` on the kwok provider hands `kubectl diff`."""
     from tasks._core import target as _target
 
     monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "kwok")
-    monkeypatch.setenv("PRISM_IMAGES_TAG", "v9")
     sent: list[str] = []
 
     def kubectl(c: Any, *args: str, input: str = "", **kwargs: Any) -> Result:
@@ -294,8 +294,14 @@ def test_deploy_diff_compares_the_configured_images(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(_target, "kubectl", kubectl)
     deploy.diff(make_context(run={"dry": True}), overlay="local")
-    assert "image: prism-admin:v9" in sent[0]
-    assert "image: prism-admin:latest" not in sent[0]
+    return sent[0]
+
+
+def test_deploy_diff_compares_the_configured_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRISM_IMAGES_TAG", "v9")
+    sent = diff_input(monkeypatch)
+    assert "image: prism-admin:v9" in sent
+    assert "image: prism-admin:latest" not in sent
 
 
 def test_deploy_diff_compares_the_enabled_backends(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -303,18 +309,7 @@ def test_deploy_diff_compares_the_enabled_backends(monkeypatch: pytest.MonkeyPat
     left out of PRISM_BACKENDS_ENABLED are not compared."""
     import yaml
 
-    from tasks._core import target as _target
-
-    monkeypatch.setenv("PRISM_CLUSTER_PROVIDER", "kwok")
     monkeypatch.setenv("PRISM_BACKENDS_ENABLED", "redis,kafka")
-    sent: list[str] = []
-
-    def kubectl(c: Any, *args: str, input: str = "", **kwargs: Any) -> Result:
-        sent.append(input)
-        return Result(exited=0)
-
-    monkeypatch.setattr(_target, "kubectl", kubectl)
-    deploy.diff(make_context(run={"dry": True}), overlay="local")
-    objects = [o for o in yaml.safe_load_all(sent[0]) if o]
+    objects = [o for o in yaml.safe_load_all(diff_input(monkeypatch)) if o]
     assert _render.backend_names(objects) == {"redis", "kafka"}
     assert ("StatefulSet", "kafka") in {(o["kind"], o["metadata"]["name"]) for o in objects}
