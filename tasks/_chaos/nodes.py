@@ -10,7 +10,10 @@ posting node status.", and its pods not Ready — and from there the real contro
 acts: it taints the node node.kubernetes.io/unreachable (NoExecute at its next
 node-monitor-period, 25 s), evicts each pod once its toleration of that taint runs out (300 s
 unless the pod says otherwise), and the ReplicaSet/StatefulSet controllers and the scheduler
-replace them elsewhere. Evicted pods stay Terminating: no kubelet confirms their end.
+replace them elsewhere. Evicted pods stay Terminating: no kubelet confirms their end. KWOK's
+cache of the lease can lag behind, so the drill also annotates the node and its pods with the
+annotation KWOK is told to disregard (clusters made by cluster.create): KWOK leaves them alone
+whatever its cache says.
 Coming back, the drill plays the returning kubelet: the lease back to KWOK, the node's
 conditions as they were, its pods Ready again, its Terminating pods' deletion confirmed. The
 node carries an annotation with what to put back, so a drill that was killed outright is
@@ -43,6 +46,8 @@ from .live import Live
 from .report import Recovery
 from .undo import Undo, restoring
 
+# On the node: what to put back. On the node and its pods: KWOK's disregard selector on a
+# cluster made by cluster.create (_providers/kwok.py, DISREGARDED, the same key).
 ANNOTATION = "prism-tasks.chaos/node-down"
 HOLDER = "prism-tasks-chaos"
 CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
@@ -202,6 +207,8 @@ class KwokNode:
         self._report(conditions, f"mark node {self.name} Unknown")
         marked = []
         for pod in pods_on(self.api, self.name):
+            if ANNOTATION not in (pod["metadata"].get("annotations") or {}):
+                self._disregard(pod, True)
             if pod["metadata"].get("deletionTimestamp") or not _drills.pod_ready(pod):
                 continue
             key = _drills.pod_key(pod)
@@ -258,9 +265,12 @@ class KwokNode:
                 path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
                 _kube.request(self.api, "DELETE", path, body={"gracePeriodSeconds": 0})
                 confirmed += 1
-            elif _drills.pod_key(pod) in self.marked and not _drills.pod_ready(pod):
+                continue
+            if _drills.pod_key(pod) in self.marked and not _drills.pod_ready(pod):
                 self._pod_ready(pod, True)
                 ready += 1
+            if ANNOTATION in (meta.get("annotations") or {}):
+                self._disregard(pod, False)
         self._unannotate()
         return (
             f"KWOK reports for node {self.name} again; {ready} pod(s) Ready again, "
@@ -280,6 +290,20 @@ class KwokNode:
         status, answer = _kube.request(self.api, "PATCH", path, body=body, content_type=STRATEGIC)
         if status >= 300 and status != 404:
             raise Exit(f"cannot update pod {meta['name']}: {answer.get('message', status)}", code=1)
+
+    def _disregard(self, pod: dict[str, Any], on: bool) -> None:
+        """The node's annotation on one of its pods too: a cluster made by cluster.create runs
+        KWOK with this annotation as its disregard selector (_providers/kwok.py, DISREGARDED),
+        so KWOK leaves the pod alone — it confirms no eviction, as no dead kubelet does — even
+        while its cache of the node's lease still names it."""
+        meta = pod["metadata"]
+        body = {"metadata": {"annotations": {ANNOTATION: self.name if on else None}}}
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+        status, answer = _kube.request(self.api, "PATCH", path, body=body, content_type=MERGE)
+        if status >= 300 and status != 404:
+            raise Exit(
+                f"cannot annotate pod {meta['name']}: {answer.get('message', status)}", code=1
+            )
 
     def _annotate(self) -> None:
         record = {
@@ -497,7 +521,12 @@ def _keep_down(drill: _drills.Drill, fault: KwokNode, name: str) -> Callable[[An
     says so)."""
 
     def hook(change: Any) -> None:
-        if change.kind != "Node" or drill.restored_at is not None or name not in drill.down_nodes:
+        if drill.restored_at is not None or name not in drill.down_nodes:
+            return
+        if change.kind == "Pod":
+            _confirmed_while_down(drill, fault, change)
+            return
+        if change.kind != "Node":
             return
         node = change.new or {}
         revived = _drills.node_ready(change.old) != "True" and _drills.node_ready(node) == "True"
@@ -509,6 +538,23 @@ def _keep_down(drill: _drills.Drill, fault: KwokNode, name: str) -> Callable[[An
             )
 
     return hook
+
+
+def _confirmed_while_down(drill: _drills.Drill, fault: KwokNode, change: Any) -> None:
+    """A pod of the down node whose end was confirmed: no dead kubelet does that, so somebody
+    force-deleted it or the node still reported. The report says so, with the lease's holder
+    then, rather than show the pod's replacement as if the node's loss alone had made it."""
+    pod = change.old or {}
+    if change.new is not None or (pod.get("spec") or {}).get("nodeName") != fault.name:
+        return
+    holder = (fault.lease().get("spec") or {}).get("holderIdentity") or "nobody"
+    text = (
+        f"pod {_drills.pod_key(pod)} was deleted outright while node {fault.name} was down "
+        f"(lease held by {holder}): no dead kubelet confirms a deletion, so it was force-deleted "
+        "or the node still reported"
+    )
+    drill.say(text, change.at)
+    drill.notes.append(text)
 
 
 def _how_stopped(t: Target) -> str:

@@ -151,6 +151,21 @@ def nodes(s: Settings, t: Target) -> list[dict[str, Any]]:
     return objects
 
 
+# Objects carrying this annotation are left alone by KWOK: chaos.node-down puts it on the node
+# it takes down and on that node's pods (tasks/_chaos/nodes.py, DOWN), so that nothing confirms
+# an evicted pod's end or reports the node Ready while its "kubelet" is dead.
+DISREGARDED = "prism-tasks.chaos/node-down"
+
+
+def kwok_config() -> dict[str, Any]:
+    """The KwokConfiguration: KWOK's own options (see DISREGARDED)."""
+    return {
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "kind": "KwokConfiguration",
+        "options": {"disregardStatusWithAnnotationSelector": DISREGARDED},
+    }
+
+
 def host_mappings(s: Settings) -> list[dict[str, Any]]:
     """exec, logs and port-forward of every simulated pod, mapped onto this machine."""
     return [
@@ -357,7 +372,7 @@ def create(c: Context, s: Settings, t: Target) -> None:
         raise Exit("kubectl not found on PATH; install kubectl 1.29+", code=1)
     # The host mappings go in the same file: kwok loads them when it starts, so they hold
     # from the first pod on (rules created through the API arrive a moment later).
-    documents = [kwokctl_config(s, bin_dir, kubectl), *host_mappings(s)]
+    documents = [kwokctl_config(s, bin_dir, kubectl), kwok_config(), *host_mappings(s)]
     _command.write_file(c, config_path(s, t), yaml.safe_dump_all(documents, sort_keys=False))
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")  # CRI log format
     note = "simulated by kwok: no container runs in this cluster, so there is no output"

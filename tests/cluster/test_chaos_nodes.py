@@ -47,7 +47,7 @@ def lease_holder(cluster: SimCluster, name: str = NODE) -> str:
 
 def assert_node_as_found(cluster: SimCluster, name: str = NODE) -> None:
     """KWOK holds the lease again, the node is Ready and schedulable, carries no drill record,
-    and none of its pods is left NotReady or Terminating."""
+    and none of its pods is left NotReady, Terminating or disregarded by KWOK."""
     found = node(cluster, name)
     assert lease_holder(cluster, name) != HOLDER
     assert ready(found) == "True"
@@ -56,6 +56,24 @@ def assert_node_as_found(cluster: SimCluster, name: str = NODE) -> None:
     for pod in on(cluster, name):
         assert not pod["metadata"].get("deletionTimestamp"), pod["metadata"]["name"]
         assert ready(pod) == "True", pod["metadata"]["name"]
+        assert ANNOTATION not in (pod["metadata"].get("annotations") or {}), "KWOK still told off"
+
+
+def evidence(cluster: SimCluster, drill: dict[str, Any], timeline: str) -> str:
+    """What a failing node-down run leaves to explain itself, since the cluster's logs go with
+    it: the drill's notes and timeline, and what the control plane's logs say of the pod and of
+    the node's lease."""
+    lines = ["notes:", *drill["notes"], "timeline:", timeline]
+    logs = cluster.home / "kwok" / "clusters" / cluster.name / "logs"
+    for log in sorted(logs.glob("*.log")):
+        if log.name.startswith(("kwok-controller", "kube-controller-manager")):
+            told = [
+                line[:400]
+                for line in log.read_text(errors="replace").splitlines()
+                if "chaos-db-0" in line or (NODE in line and "ease" in line)
+            ]
+            lines += [f"{log.name} (last 40 of {len(told)} lines):", *told[-40:]]
+    return "\n".join(lines)
 
 
 # --- node-down ----------------------------------------------------------------------------------
@@ -110,7 +128,9 @@ def test_node_down_report_evictions_rescheduling_and_the_pinned_statefulset(
         if x["workload"] == "chaos-test/statefulset/chaos-db"
         and x["when"] == "while the node was down"
     ]
-    assert f"pod chaos-db-0 stays Terminating on {NODE}" in stuck["why"]
+    assert f"pod chaos-db-0 stays Terminating on {NODE}" in stuck["why"], evidence(
+        stack, drill, result.stderr
+    )
     assert "at most one pod per identity" in stuck["why"]
     assert (
         f"its volume chaos-pinned (claim data-chaos-db-0) is pinned to node {NODE}" in stuck["why"]

@@ -18,6 +18,7 @@ from support.cli import INV, ROOT
 from support.sim import SimCluster, sim_env
 
 from tasks._core import sim_binaries as _sim
+from tasks._providers import kwok as _kwok
 
 pytestmark = pytest.mark.cluster
 
@@ -69,6 +70,27 @@ def test_no_webhooks_and_no_aggregated_apis(sim_cluster: SimCluster) -> None:
 def test_deployment_reaches_ready(sim_cluster: SimCluster, web: str) -> None:
     deployment = sim_cluster.get("deployment", "web")
     assert deployment["status"]["readyReplicas"] == 2
+
+
+def test_kwok_leaves_pods_with_the_drill_annotation_alone(sim_cluster: SimCluster) -> None:
+    """cluster.create runs KWOK with chaos.node-down's annotation as its disregard selector: a
+    pod carrying it stays Terminating when deleted (no "kubelet" confirms its end) until the
+    annotation goes, as on a node that is down and then back."""
+    key = _kwok.DISREGARDED
+    sim_cluster.kubectl("run", "disregarded", "--image=nginx:does-not-matter", "--restart=Never")
+    try:
+        sim_cluster.kubectl("wait", "--for=condition=Ready", "pod/disregarded", "--timeout=60s")
+        sim_cluster.kubectl("annotate", "pod", "disregarded", f"{key}=some-node")
+        sim_cluster.kubectl("delete", "pod", "disregarded", "--wait=false")
+        time.sleep(3)  # KWOK confirms a deletion it does not disregard within a fraction of this
+        pod = sim_cluster.get("pod", "disregarded")
+        assert pod["metadata"].get("deletionTimestamp")
+        sim_cluster.kubectl("annotate", "pod", "disregarded", f"{key}-")
+        sim_cluster.kubectl("wait", "--for=delete", "pod/disregarded", "--timeout=30s")
+    finally:
+        sim_cluster.kubectl(
+            "delete", "pod", "disregarded", "--grace-period=0", "--force", "--ignore-not-found"
+        )
 
 
 def test_exec_runs_a_host_command(sim_cluster: SimCluster, web: str) -> None:

@@ -395,3 +395,14 @@ def test_a_drill_hold_on_a_lease_runs_out() -> None:
     assert _nodes.held_until(expired) is None
     kwoks = {"spec": {**held["spec"], "holderIdentity": "vm_1234"}}
     assert _nodes.held_until(kwoks) is None
+
+
+def test_the_node_down_annotation_is_the_one_kwok_disregards() -> None:
+    """chaos.node-down marks the node and its pods with the key cluster.create gives KWOK as its
+    disregard selector; were they to drift apart, KWOK could confirm evictions mid-drill."""
+    from tasks._chaos import nodes
+    from tasks._providers import kwok
+
+    assert nodes.ANNOTATION == kwok.DISREGARDED
+    options = kwok.kwok_config()["options"]
+    assert options["disregardStatusWithAnnotationSelector"] == nodes.ANNOTATION
