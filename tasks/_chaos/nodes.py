@@ -547,6 +547,8 @@ def _confirmed_while_down(drill: _drills.Drill, fault: KwokNode, change: Any) ->
     pod = change.old or {}
     if change.new is not None or (pod.get("spec") or {}).get("nodeName") != fault.name:
         return
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return  # a finished pod's deletion needs no kubelet
     holder = (fault.lease().get("spec") or {}).get("holderIdentity") or "nobody"
     text = (
         f"pod {_drills.pod_key(pod)} was deleted outright while node {fault.name} was down "

@@ -400,9 +400,36 @@ def test_a_drill_hold_on_a_lease_runs_out() -> None:
 def test_the_node_down_annotation_is_the_one_kwok_disregards() -> None:
     """chaos.node-down marks the node and its pods with the key cluster.create gives KWOK as its
     disregard selector; were they to drift apart, KWOK could confirm evictions mid-drill."""
-    from tasks._chaos import nodes
     from tasks._providers import kwok
 
-    assert nodes.ANNOTATION == kwok.DISREGARDED
+    assert _nodes.ANNOTATION == kwok.DISREGARDED
     options = kwok.kwok_config()["options"]
-    assert options["disregardStatusWithAnnotationSelector"] == nodes.ANNOTATION
+    assert options["disregardStatusWithAnnotationSelector"] == _nodes.ANNOTATION
+
+
+def test_a_pod_of_the_down_node_deleted_outright_is_reported_unless_it_had_finished() -> None:
+    """No dead kubelet confirms a deletion: a pod of the down node that is gone mid-outage is
+    named, with the lease's holder then; a finished pod (deleted at once by the API server),
+    a pod of another node and a pod merely updated are not."""
+    from types import SimpleNamespace
+
+    said: list[str] = []
+    drill = SimpleNamespace(notes=[], say=lambda text, at=None: said.append(text))
+    fault = SimpleNamespace(name="n1", lease=lambda: {"spec": {"holderIdentity": _nodes.HOLDER}})
+
+    def pod(name: str, node: str, phase: str = "Running") -> dict[str, Any]:
+        meta = {"namespace": "ns", "name": name}
+        return {"metadata": meta, "spec": {"nodeName": node}, "status": {"phase": phase}}
+
+    for change in [
+        SimpleNamespace(at=1.0, old=pod("gone", "n1"), new=None),
+        SimpleNamespace(at=1.0, old=pod("done", "n1", "Succeeded"), new=None),
+        SimpleNamespace(at=1.0, old=pod("elsewhere", "n2"), new=None),
+        SimpleNamespace(at=1.0, old=pod("updated", "n1"), new=pod("updated", "n1")),
+    ]:
+        _nodes._confirmed_while_down(drill, fault, change)  # type: ignore[arg-type]
+
+    (note,) = drill.notes
+    assert note.startswith("pod ns/gone was deleted outright while node n1 was down")
+    assert f"(lease held by {_nodes.HOLDER})" in note
+    assert said == [note]
