@@ -262,8 +262,7 @@ class KwokNode:
         for pod in pods_on(self.api, self.name):
             meta = pod["metadata"]
             if meta.get("deletionTimestamp"):
-                path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
-                _kube.request(self.api, "DELETE", path, body={"gracePeriodSeconds": 0})
+                _kube.request(self.api, "DELETE", _pod_path(pod), body={"gracePeriodSeconds": 0})
                 confirmed += 1
                 continue
             if _drills.pod_key(pod) in self.marked and not _drills.pod_ready(pod):
@@ -278,32 +277,26 @@ class KwokNode:
         )
 
     def _pod_ready(self, pod: dict[str, Any], ready: bool) -> None:
-        meta = pod["metadata"]
-        body = {
-            "status": {
-                "conditions": [
-                    {"type": "Ready", "status": str(ready), "lastTransitionTime": _now()}
-                ]
-            }
-        }
-        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
-        status, answer = _kube.request(self.api, "PATCH", path, body=body, content_type=STRATEGIC)
-        if status >= 300 and status != 404:
-            raise Exit(f"cannot update pod {meta['name']}: {answer.get('message', status)}", code=1)
+        condition = {"type": "Ready", "status": str(ready), "lastTransitionTime": _now()}
+        self._patch_pod(pod, {"status": {"conditions": [condition]}}, "update", "/status")
 
     def _disregard(self, pod: dict[str, Any], on: bool) -> None:
         """The node's annotation on one of its pods too: a cluster made by cluster.create runs
         KWOK with this annotation as its disregard selector (_providers/kwok.py, DISREGARDED),
         so KWOK leaves the pod alone — it confirms no eviction, as no dead kubelet does — even
         while its cache of the node's lease still names it."""
-        meta = pod["metadata"]
         body = {"metadata": {"annotations": {ANNOTATION: self.name if on else None}}}
-        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
-        status, answer = _kube.request(self.api, "PATCH", path, body=body, content_type=MERGE)
+        self._patch_pod(pod, body, "annotate")
+
+    def _patch_pod(
+        self, pod: dict[str, Any], body: dict[str, Any], what: str, subresource: str = ""
+    ) -> None:
+        """One patch of a pod of the node; a pod gone meanwhile is no error."""
+        path = _pod_path(pod) + subresource
+        status, answer = _kube.request(self.api, "PATCH", path, body=body, content_type=STRATEGIC)
         if status >= 300 and status != 404:
-            raise Exit(
-                f"cannot annotate pod {meta['name']}: {answer.get('message', status)}", code=1
-            )
+            name = pod["metadata"]["name"]
+            raise Exit(f"cannot {what} pod {name}: {answer.get('message', status)}", code=1)
 
     def _annotate(self) -> None:
         record = {
@@ -329,6 +322,11 @@ class KwokNode:
             self.api, "PATCH", f"/api/v1/nodes/{self.name}", body=body, content_type=MERGE
         )
         self.annotated = False
+
+
+def _pod_path(pod: dict[str, Any]) -> str:
+    meta = pod["metadata"]
+    return f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
 
 
 def held_until(lease: dict[str, Any]) -> datetime | None:
@@ -742,8 +740,7 @@ def _evict_all(
                 "kind": "Eviction",
                 "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
             }
-            path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/eviction"
-            status, answer = _kube.request(api, "POST", path, body=body)
+            status, answer = _kube.request(api, "POST", _pod_path(pod) + "/eviction", body=body)
             if status < 300 or status == 404:
                 del pending[key]
                 if status < 300:  # it goes now; one already gone is not waited for

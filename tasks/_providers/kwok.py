@@ -152,7 +152,7 @@ def nodes(s: Settings, t: Target) -> list[dict[str, Any]]:
 
 
 # Objects carrying this annotation are left alone by KWOK: chaos.node-down puts it on the node
-# it takes down and on that node's pods (tasks/_chaos/nodes.py, DOWN), so that nothing confirms
+# it takes down and on that node's pods (tasks/_chaos/nodes.py, ANNOTATION: engines do not import each other), so that nothing confirms
 # an evicted pod's end or reports the node Ready while its "kubelet" is dead.
 DISREGARDED = "prism-tasks.chaos/node-down"
 

@@ -56,7 +56,9 @@ def assert_node_as_found(cluster: SimCluster, name: str = NODE) -> None:
     for pod in on(cluster, name):
         assert not pod["metadata"].get("deletionTimestamp"), pod["metadata"]["name"]
         assert ready(pod) == "True", pod["metadata"]["name"]
-        assert ANNOTATION not in (pod["metadata"].get("annotations") or {}), "KWOK still told off"
+        assert ANNOTATION not in (pod["metadata"].get("annotations") or {}), (
+            "still disregarded by KWOK"
+        )
 
 
 def evidence(cluster: SimCluster, drill: dict[str, Any], timeline: str) -> str:
