@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from invoke import Context, Exit
@@ -21,9 +22,11 @@ from .._core import target as _target
 from .._kube import client as _kube
 from .._kube import watch as _watch
 from .._kube.readiness import Progress, is_ready, pod_ready
+from .ledger import Ledger
 from .render import (
     STEPS,
     TIER,
+    WORKLOAD_KINDS,
     Step,
     apply_order,
     autoscaled,
@@ -88,7 +91,7 @@ Key = tuple[str, str, str]  # (kind, namespace, name) of a workload
 
 
 SELECTOR = "app.kubernetes.io/part-of=prism"
-CHECKS_AT_ONCE = 4  # dry-run requests in flight together
+CHECKS_AT_ONCE = 4  # dry-run and list requests in flight together
 
 
 class Plan:
@@ -96,10 +99,19 @@ class Plan:
     server's strict validation, readiness from watches.
 
     kubectl would re-read and parse the API's OpenAPI documents in every `apply` process (most
-    of a no-op apply's time); the API itself needs one request per object."""
+    of a no-op apply's time); the API itself needs one request per object, and none for an
+    object the ledger (`ledger.py`, kept in `ledger_dir`) shows is as the last apply left it."""
 
-    def __init__(self, api: Any, objects: Sequence[dict[str, Any]], steps: Sequence[Step]):
+    def __init__(
+        self,
+        api: Any,
+        objects: Sequence[dict[str, Any]],
+        steps: Sequence[Step],
+        ledger_dir: Path | None = None,
+    ):
         self.api = api
+        self.ledger_dir = ledger_dir
+        self.ledger: Ledger | None = None
         self.resources = _kube.Resources(api)
         self.steps = list(steps)
         chosen = {tier for step in steps for tier in step.tiers}
@@ -120,17 +132,38 @@ class Plan:
         # what the server answered to each dry run: the object as the apply would leave it
         self.would_be: dict[Key, dict[str, Any]] = {}
         self.changed: dict[Key, str] = {}  # object -> created / configured / unchanged
+        # the objects as the API stored them before this deploy, one list per kind
+        self.stored: dict[Key, dict[str, Any]] = {}
+        # objects the ledger shows are as our last apply left them: no dry run, no apply
+        self.proven: frozenset[Key] = frozenset()
 
     def check(self, objects: Sequence[dict[str, Any]]) -> None:
         """Ask the server to validate every object (a dry-run apply) before any is applied, so
         that one rejected object leaves the cluster as it was. Objects in a namespace this
         deploy has yet to create cannot be dry-run; the server checks those when they are
-        applied, after their namespace."""
+        applied, after their namespace.
+
+        An object the ledger shows is exactly as our last apply of the same body left it is
+        not dry-run: the server accepted that body then, and applying it changes nothing."""
         existing = _kube.namespaces(self.api)
-        checked = [
+        if self.ledger_dir is not None and existing.get("kube-system"):
+            self.ledger = Ledger(self.ledger_dir, existing["kube-system"], FIELD_MANAGER)
+        known = [
             o for o in objects if o["metadata"].get("namespace", "default") in existing
             or not o["metadata"].get("namespace")
         ]  # fmt: skip
+        self.stored = self.list_stored(known)
+        if self.ledger is not None:
+            ledger = self.ledger
+            self.proven = frozenset(
+                key
+                for key, obj in ((object_key(o), o) for o in known)
+                if ledger.unchanged(key, self.body(key, obj), self.stored.get(key))
+            )
+        for key in self.proven:
+            self.before[key] = self.stored[key]["metadata"].get("resourceVersion", "")
+            self.would_be[key] = self.stored[key]
+        checked = [o for o in known if object_key(o) not in self.proven]
 
         def dry_run(obj: dict[str, Any]) -> dict[str, Any]:
             return _kube.server_side_apply(self.api, self.resources, obj, FIELD_MANAGER, True)
@@ -149,40 +182,60 @@ class Plan:
             except _kube.Rejected as error:
                 raise StepFailed(f"{error.message} (nothing was applied)") from None
 
+    def list_stored(self, objects: Sequence[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
+        """The prism objects of the kinds among `objects`, as stored now: one list per kind."""
+        kinds = sorted({(o["apiVersion"], o["kind"]) for o in objects})
+
+        def listed(kind: tuple[str, str]) -> list[dict[str, Any]]:
+            path = self.resources.collection(*kind)
+            return _kube.items(self.api, path, SELECTOR, kind[1])
+
+        stored: dict[Key, dict[str, Any]] = {}
+        with ThreadPoolExecutor(max_workers=CHECKS_AT_ONCE) as pool:
+            for (version, _), found in zip(kinds, pool.map(listed, kinds), strict=True):
+                for item in found:
+                    item.setdefault("apiVersion", version)
+                    stored[object_key(item)] = item
+        return stored
+
+    def body(self, key: Key, obj: dict[str, Any]) -> dict[str, Any]:
+        """What an apply sends for `obj` once it exists (an autoscaled workload's replica
+        count is left to its autoscaler: `leave_replicas`)."""
+        return without_replicas(obj) if key in self.autoscaled else obj
+
     def apply(
         self, objects: Sequence[dict[str, Any]], as_they_are: frozenset[Key] = frozenset()
     ) -> None:
-        """Server-side apply each object, but those in `as_they_are` (known to be no-ops)."""
+        """Server-side apply each object, but those in `as_they_are` (known to be no-ops);
+        the ledger records what each apply sent and left."""
         for obj in apply_order(objects):
             key = object_key(obj)
             if key in as_they_are:
                 self.changed[key] = "unchanged"
+                if self.ledger is not None and key not in self.proven and key in self.stored:
+                    self.ledger.record(key, self.body(key, obj), self.stored[key])
                 continue
             if key in self.autoscaled:
                 obj = self.leave_replicas(obj)
             answer = _kube.server_side_apply(self.api, self.resources, obj, FIELD_MANAGER)
+            if self.ledger is not None:
+                self.ledger.record(key, obj, answer)
             before = self.before.get(key, "")
             after = answer.get("metadata", {}).get("resourceVersion", "")
             self.changed[key] = (
                 "created" if not before else "unchanged" if after == before else "configured"
             )
 
-    def as_they_are(self, objects: Sequence[dict[str, Any]]) -> frozenset[Key]:
-        """The objects whose apply would change nothing: what the server answered to their dry
-        run is exactly what it stores now (resourceVersion, managed fields and all). One list
-        request per kind instead of one apply per object; an object the lists miss, or one
-        that changed in between, is applied as usual."""
-        kinds = {(o["apiVersion"], o["kind"]) for o in objects if object_key(o) in self.would_be}
-        stored: dict[Key, dict[str, Any]] = {}
-        for version, kind in sorted(kinds):
-            path = self.resources.collection(version, kind)
-            for item in _kube.items(self.api, path, SELECTOR, kind):
-                item.setdefault("apiVersion", version)
-                stored[object_key(item)] = item
-        return frozenset(
+    def as_they_are(self) -> frozenset[Key]:
+        """The objects whose apply would change nothing: those the ledger proved, and those
+        whose dry-run answer is exactly what the lists before it found stored
+        (resourceVersion, managed fields and all). An object the lists miss is applied as
+        usual; so is an autoscaled one the ledger did not prove (its apply hands its replica
+        count over)."""
+        return self.proven | frozenset(
             key
             for key, answer in self.would_be.items()
-            if key not in self.autoscaled and stored.get(key) == answer
+            if key not in self.autoscaled and self.stored.get(key) == answer
         )
 
     def changes_of(self, objects: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
@@ -282,12 +335,21 @@ class Plan:
                 _kube.request(self.api, "DELETE", f"{pods_path}/{name}")
 
     def run(self, timeout: int) -> list[Outcome]:
-        """Apply the steps in dependency order, each as soon as its prerequisites are Ready."""
+        """Apply the steps in dependency order, each as soon as its prerequisites are Ready;
+        the ledger is kept whatever happens (each record is true on its own)."""
+        try:
+            return self._run(timeout)
+        finally:
+            if self.ledger is not None:
+                self.ledger.write()
+
+    def _run(self, timeout: int) -> list[Outcome]:
         self.guarded("check", self.check, [o for s in self.steps for o in self.by_step[s.name]])
-        current = self.snapshot(self.namespaces)
+        # the check's lists hold every workload of the deploy that exists (its namespace does)
+        current = {k: v for k, v in self.stored.items() if k[0] in WORKLOAD_KINDS}
         everything = [w for step in self.steps for w in workloads(self.by_step[step.name])]
         if everything and all(w in current and is_ready(current[w]) for w in everything):
-            return self.converge(timeout)
+            return self.converge(timeout, current)
         outcomes = {step.name: Outcome(step.name) for step in self.steps}
         done = {name: threading.Event() for name in outcomes}
 
@@ -304,7 +366,7 @@ class Plan:
                 objects = self.by_step[step.name]
                 if objects:
                     self.progress.say(f"→ {step.name}: applying {len(objects)} objects")
-                    self.guarded(step.name, self.apply, objects)
+                    self.guarded(step.name, self.apply, objects, self.proven)
                     self.guarded(step.name, self.wait_ready, step.name, workloads(objects), timeout)
                     outcome.objects = self.changes_of(objects)
                 outcome.finished = time.monotonic()
@@ -324,15 +386,16 @@ class Plan:
         self.progress.stop()
         return list(outcomes.values())
 
-    def converge(self, timeout: int) -> list[Outcome]:
-        """Everything is deployed and Ready already: one apply, then one look at whether it
-        changed anything that must roll out again (a no-op apply changes nothing). Only the
-        steps that changed something report a line."""
+    def converge(self, timeout: int, current: dict[Key, dict[str, Any]]) -> list[Outcome]:
+        """Everything is deployed and Ready already (`current`): one apply, then, when it
+        changed anything, one look at whether that must roll out again. Only the steps that
+        changed something report a line."""
         outcomes = [Outcome(step.name) for step in self.steps]
         objects = [o for step in self.steps for o in self.by_step[step.name]]
-        unchanged = self.guarded("apply", self.as_they_are, objects)
+        unchanged = self.guarded("apply", self.as_they_are)
         self.guarded("apply", self.apply, objects, unchanged)
-        current = self.snapshot(self.namespaces)
+        if any(change != "unchanged" for change in self.changed.values()):
+            current = self.snapshot(self.namespaces)
         failed = ""
         for step, outcome in zip(self.steps, outcomes, strict=True):
             outcome.started = time.monotonic()
@@ -402,8 +465,11 @@ def run_plan(
     if c.config.run.dry:
         return dry_plan(c, objects, steps)
 
+    from .._core import settings as _settings
+
+    ledger_dir = _settings.load(c).local_data_dir / "cache"
     with _kube.api_client(c) as api:
-        return Plan(api, objects, steps).run(timeout)
+        return Plan(api, objects, steps, ledger_dir).run(timeout)
 
 
 def restart(c: Context, app: str, timeout: int) -> Key:

@@ -243,9 +243,12 @@ class Rejected(Exit):
     """The API server refused an object (validation, admission, a kind it does not serve)."""
 
 
-def namespaces(api: Any) -> set[str]:
-    """The names of the namespaces that exist now."""
+def namespaces(api: Any) -> dict[str, str]:
+    """The namespaces that exist now: name -> UID (kube-system's UID names the cluster)."""
     status, found = request(api, "GET", "/api/v1/namespaces")
     if status >= 300:
         raise Exit(f"cannot list namespaces: {found.get('message', status)}", code=1)
-    return {item["metadata"]["name"] for item in found.get("items") or []}
+    return {
+        item["metadata"]["name"]: item["metadata"].get("uid", "")
+        for item in found.get("items") or []
+    }

@@ -48,6 +48,19 @@ def resource_versions(cluster: SimCluster) -> dict[str, str]:
     return versions
 
 
+APPLIES = re.compile(r"^apiserver_request_total\{([^}]*)\} (\d+)$", re.M)
+
+
+def apply_requests(cluster: SimCluster) -> dict[str, int]:
+    """How many server-side applies the API server has answered, dry runs apart (its own
+    `apiserver_request_total` metric, by the `verb` and `dry_run` labels)."""
+    counts = {"applied": 0, "dry-run": 0}
+    for labels, count in APPLIES.findall(cluster.kubectl("get", "--raw", "/metrics").stdout):
+        if 'verb="APPLY"' in labels:
+            counts["applied" if 'dry_run=""' in labels else "dry-run"] += int(count)
+    return counts
+
+
 @pytest.fixture(scope="module")
 def deployed(sim_cluster: SimCluster) -> str:
     """The ci overlay deployed from nothing (other modules may have deployed it before: it is
@@ -104,10 +117,16 @@ def test_credentials_arrive_as_secrets_from_dotenv(sim_cluster: SimCluster, depl
 
 
 def test_rerun_changes_nothing_and_says_so(sim_cluster: SimCluster, deployed: str) -> None:
-    before = resource_versions(sim_cluster)
+    """Not even a dry run: the ledger of the run before shows every object is as it left it
+    (tests/offline/test_deploy_ledger.py), after one run that records the autoscaled proxy as
+    re-applied (its first apply set the replica count, every later one leaves it out)."""
+    sim_cluster.inv("deploy.all")
+    before, applies = resource_versions(sim_cluster), apply_requests(sim_cluster)
+    assert applies["applied"] > 0 and applies["dry-run"] > 0  # the metric counts the deploys
     result = sim_cluster.inv("deploy.all")
     assert result.returncode == 0, result.stderr
     assert resource_versions(sim_cluster) == before
+    assert apply_requests(sim_cluster) == applies
     last = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(
         r"✓ nothing changed: \d+ objects as deployed, every workload Ready \(\d+\.\ds\)", last
@@ -156,6 +175,36 @@ def test_a_drifted_object_is_put_back_while_every_workload_is_ready(
     assert f"\n  configured: prism/configmap/{name}\n" in applied.stdout  # and named
     again = sim_cluster.inv("deploy.all")
     assert again.stdout.strip().splitlines()[-1].startswith("✓ nothing changed"), again.stdout
+
+
+def test_an_edit_under_our_own_field_manager_is_put_back_too(
+    sim_cluster: SimCluster, deployed: str
+) -> None:
+    """An apply made with the deploy's own field manager (as `deploy.diff`'s command would)
+    keeps every field ours and changes only a value: the ledger's evidence covers the values
+    of the fields we own, not only which ones, so the deploy still finds and undoes it."""
+    name = "prism-admin-config"
+
+    def ours(config: dict) -> dict:
+        entries = config["metadata"]["managedFields"]
+        return next(e["fieldsV1"] for e in entries if e["manager"] == "prism-tasks")
+
+    shown = ("configmap", name, "-n", "prism", "--show-managed-fields")
+    config = sim_cluster.get(*shown)
+    original, key = config["data"], sorted(config["data"])[0]
+    meta = {k: config["metadata"][k] for k in ("name", "namespace", "labels", "annotations")
+            if k in config["metadata"]}  # fmt: skip
+    edited = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+              "data": {**original, key: "edited under our name"}}  # fmt: skip
+    sim_cluster.kubectl(
+        "apply", "--server-side", "--field-manager=prism-tasks", "--force-conflicts", "-f", "-",
+        input=json.dumps(edited),
+    )  # fmt: skip
+    assert ours(sim_cluster.get(*shown)) == ours(config)  # the same fields, still ours
+    applied = sim_cluster.inv("deploy.all", "--timeout", "60")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert sim_cluster.get("configmap", name, "-n", "prism")["data"] == original
+    assert f"\n  configured: prism/configmap/{name}\n" in applied.stdout
 
 
 def test_status_json_has_the_documented_keys(sim_cluster: SimCluster, deployed: str) -> None:
