@@ -41,6 +41,21 @@ def _require_lifecycle(t: Target, action: str) -> None:
         raise _context.refuse(action, t)
 
 
+def next_questions(c: Context, t: Target) -> list[list[str]]:
+    """The read-only questions a task that works on the cluster asks first: the cluster's
+    UID for the ownership check (`guard.require_owned`) and, on a -H host, the host's
+    kubeconfig for the API tunnel."""
+    from ._core import command as _command
+    from ._core import guard as _guard
+
+    questions = [] if t.provider == "context" else [_guard.uid_query(t)]
+    if _command.is_remote(c):
+        from ._remote import tunnel as _tunnel
+
+        questions.append(_tunnel.kubeconfig_query(t))
+    return questions
+
+
 def wait_nodes_ready(c: Context, timeout: int) -> None:
     """Block until every node reports Ready (kubectl wait watches; it does not poll)."""
     _target.kubectl(c, "wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={timeout}s")
@@ -65,7 +80,9 @@ def create(c, provider=None, tuning=False):
     impl = _provider(t)
     impl.check_settings(s, t)
     if asked := impl.existing_queries(s, t):
-        _command.prefetch(c, asked)  # most runs find the cluster there: ask it all at once
+        # most runs find the cluster there: ask it all at once, with what the task after
+        # this pre-task asks first
+        _command.prefetch(c, [*asked, *next_questions(c, t)])
     if impl.exists(c, s, t):
         impl.report_existing(c, s, t)
         return

@@ -14,6 +14,7 @@ from ._core import settings as _settings
 from ._core import target as _target
 from ._core.calls import as_typed
 from .cluster import create as cluster_create
+from .cluster import next_questions
 from .images import load as images_load
 
 if TYPE_CHECKING:
@@ -48,10 +49,9 @@ def deploy_steps(
     )
     t = _target.require_reachable(c)
     if not _guard.is_dry(c):
-        if _command.is_remote(c):  # the two questions before the tunnel, in one SSH session
-            from ._remote import tunnel as _tunnel
-
-            _command.prefetch(c, [_guard.uid_query(t), _tunnel.kubeconfig_query(t)])
+        # the questions before the tunnel, in one SSH session (none: the pre-task asked them)
+        if _command.is_remote(c):
+            _command.prefetch(c, next_questions(c, t))
         _guard.require_owned(c, t)  # the .env credentials go only where we may put them
     chosen = [step for step in _render.STEPS if step.name in steps]
     outcomes = _plan.run_plan(c, objects, chosen, wait)

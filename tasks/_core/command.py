@@ -131,11 +131,21 @@ def _asked_ahead(c: Context, argv: Sequence[str]) -> Result | None:
     return answer if time.monotonic() - asked < FRESH else None
 
 
+def _answered(c: Context, argv: Sequence[str]) -> bool:
+    """Whether `argv` was asked ahead recently enough for its answer to be used."""
+    asked, _ = _prefetched.get((where(c), tuple(argv)), (0.0, None))
+    return time.monotonic() - asked < FRESH
+
+
 def prefetch(c: Context, argvs: Sequence[Sequence[str]], timeout: int = 60) -> None:
     """Ask several read-only commands at once, in one shell: they run side by side, and on a
     -H host that is one SSH session instead of one each (each costs a round trip and a
     login shell). The `query` calls that follow get these answers instead of running them
-    again. A shell that fails as a whole leaves nothing kept: the queries then run alone."""
+    again. A shell that fails as a whole leaves nothing kept: the queries then run alone.
+    Questions already asked ahead and not used yet are not asked again."""
+    argvs = [argv for argv in argvs if not _answered(c, argv)]
+    if not argvs:
+        return
     boundary = os.urandom(8).hex()
     steps, report = [], []
     for i, argv in enumerate(argvs):

@@ -183,8 +183,12 @@ class Plan:
                 raise StepFailed(f"{error.message} (nothing was applied)") from None
 
     def list_stored(self, objects: Sequence[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
-        """The prism objects of the kinds among `objects`, as stored now: one list per kind."""
+        """The prism objects of the kinds among `objects`, as stored now: one list per kind.
+        The first kind of each group/version goes first, so that their discovery requests
+        run side by side too."""
         kinds = sorted({(o["apiVersion"], o["kind"]) for o in objects})
+        firsts = list({version: (version, kind) for version, kind in reversed(kinds)}.values())
+        kinds = firsts + [kind for kind in kinds if kind not in firsts]
 
         def listed(kind: tuple[str, str]) -> list[dict[str, Any]]:
             path = self.resources.collection(*kind)

@@ -165,6 +165,7 @@ class Resources:
     def __init__(self, api: Any) -> None:
         self.api = api
         self.lock = threading.Lock()
+        self.locks: dict[str, threading.Lock] = {}  # one per apiVersion: discovered once
         self.found: dict[str, dict[str, tuple[str, bool]]] = {}  # apiVersion -> kind -> entry
 
     def path(self, obj: dict[str, Any], namespace: str = "default") -> str:
@@ -186,6 +187,8 @@ class Resources:
         the first time its group/version is asked about."""
         prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
         with self.lock:
+            lock = self.locks.setdefault(version, threading.Lock())
+        with lock:  # threads asking about other group/versions discover them meanwhile
             if version not in self.found:
                 self.found[version] = self._discover(prefix)
         entry = self.found[version].get(kind)

@@ -73,3 +73,14 @@ def test_the_questions_run_side_by_side(tmp_path: Path) -> None:
     c = Context()
     _command.prefetch(c, [first, second])
     assert _command.query(c, first).ok and _command.query(c, second).ok
+
+
+def test_a_question_asked_ahead_and_not_used_yet_is_not_asked_again(tmp_path: Path) -> None:
+    """What a pre-task asked ahead for the task after it (`cluster.next_questions`) is not
+    asked a second time when that task asks ahead too."""
+    c, log, other = Context(), tmp_path / "log", tmp_path / "other"
+    _command.prefetch(c, [asked(log)])
+    _command.prefetch(c, [asked(log), asked(other)])
+    assert log.read_text() == "ran\n" and other.read_text() == "ran\n"
+    assert _command.query(c, asked(log)).stdout == "answer\n"
+    assert log.read_text() == "ran\n"
