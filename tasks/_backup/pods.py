@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from invoke import Context, Exit, Result
@@ -40,7 +42,7 @@ def reason(result: Result) -> str:
 
 
 def _noise(line: str) -> bool:
-    return line.startswith((*EXEC_NOISE, "prism-sent:")) or bool(KLOG.match(line))
+    return line.startswith((*EXEC_NOISE, "prism-sent:", TAPPED)) or bool(KLOG.match(line))
 
 
 # How the pod side reports a stream it sent: its producer's exit status and the byte count, on
@@ -132,15 +134,77 @@ def require_pod(c: Context, pod: str, backend: str) -> None:
         )
 
 
-def stream_out(c: Context, argv: list[str], partial: Path, secret: str | None = None) -> Result:
+def stream_out(
+    c: Context,
+    argv: list[str],
+    partial: Path,
+    secret: str | None = None,
+    check: Sequence[str] = (),
+) -> Result:
     """Run `argv` with its standard output going straight into `partial` (binary-safe: invoke
     would decode it as text); `secret` is its first line of input.
 
-    The bytes pass through `cat`, which fails on a write error (a full disk) where kubectl
-    does not; with pipefail, either failing fails the command."""
-    script = f"set -o pipefail; umask 077 && {shlex.join(argv)} | cat > {shlex.quote(str(partial))}"
+    On their way the bytes are hashed (sha256sum) and, when `check` is given, read by that
+    command too (`pg_restore -f /dev/null` reads every block of an archive): the file is
+    verified while it arrives instead of read again after. Both report on standard error
+    once the stream has ended (`Tapped.of` reads them). The bytes pass through `tee`, which
+    fails on a write error (a full disk) where kubectl does not; with pipefail, either
+    failing fails the command. `tee -p` keeps writing the file should a tap stop reading."""
+    outputs = '"$d/sum" "$d/check"' if check else '"$d/sum"'
+    lines = [
+        "set -o pipefail; umask 077",
+        "d=$(mktemp -d) || exit 1",
+        "trap 'rm -rf \"$d\"' EXIT",
+        'mkfifo "$d/sum" "$d/check" || exit 1',
+        'sha256sum < "$d/sum" > "$d/sum.out" &',
+    ]
+    if check:
+        lines.append(
+            f'{{ {shlex.join(check)} < "$d/check" > /dev/null 2> "$d/check.err"; '
+            'echo $? > "$d/check.rc"; } &'
+        )
+    lines += [
+        f"{shlex.join(argv)} | tee -p {outputs} > {shlex.quote(str(partial))}",
+        "status=$?",
+        "wait",
+        f'echo "{TAPPED}sha256=$(cut -d" " -f1 "$d/sum.out")" >&2',
+    ]
+    if check:
+        lines += [
+            f'echo "{TAPPED}check=$(cat "$d/check.rc")" >&2',
+            f'sed "s/^/{TAPPED}check-error=/" "$d/check.err" >&2',
+        ]
+    lines.append("exit $status")
     extra = {"input": secret + "\n"} if secret is not None else {"in_stream": False}
-    return _command.run(c, ["bash", "-c", script], hide="both", warn=True, **extra)
+    return _command.run(c, ["bash", "-c", "\n".join(lines)], hide="both", warn=True, **extra)
+
+
+TAPPED = "prism-tapped: "  # how stream_out's taps report, on standard error
+
+
+@dataclass(frozen=True)
+class Tapped:
+    """What stream_out's taps saw: the sha256 of the bytes, and how `check` ended (None
+    when there was no check or it did not report) with its error lines."""
+
+    sha256: str
+    check: int | None
+    errors: str
+
+    @classmethod
+    def of(cls, result: Result) -> Tapped:
+        found: dict[str, list[str]] = {}
+        for line in (result.stderr or "").splitlines():
+            if line.startswith(TAPPED):
+                name, _, value = line[len(TAPPED) :].partition("=")
+                found.setdefault(name, []).append(value)
+        digest = (found.get("sha256") or [""])[-1]
+        code = (found.get("check") or [""])[-1]
+        return cls(
+            sha256=digest if re.fullmatch(r"[0-9a-f]{64}", digest) else "",
+            check=int(code) if code.isdigit() else None,
+            errors="\n".join(found.get("check-error", [])).strip(),
+        )
 
 
 def stream_in(c: Context, argv: list[str], path: Path, secret: str | None = None) -> Result:

@@ -192,7 +192,7 @@ def backup_redis(c: Context) -> _files.Finished | None:
         _pods.require_whole(result, partial, "copying the snapshot")
         count = parse_rdb_check(result.stderr)
         _files.check_rdb(partial)
-        digest = _files.sha256(partial)
+        digest = _pods.Tapped.of(result).sha256 or _files.sha256(partial)  # hashed on the way
         final = _files.publish(partial, "redis", when, digest)
     return _files.Finished(
         final,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -232,6 +233,39 @@ def test_an_older_local_pg_restore_hands_the_check_to_the_pod(
 
     assert checked.returncode == 0, checked.stderr
     assert "verified with the one in postgres-0" in checked.stdout
+
+
+@pytest.mark.parametrize("stream_check", ["reads", "fails"])
+def test_a_backup_reads_every_block_on_its_way_in(
+    run: Inv, notes: Postgres, backups: Path, tmp_path: Path, stream_check: str
+) -> None:
+    """This machine's pg_restore reads the archive while it streams in, so the file is not
+    read whole a second time (only its table of contents is); should that read fail, a full
+    read of the file decides, as `backup.verify` would."""
+    notes.sql("INSERT INTO notes SELECT g, repeat('x', 200) FROM generate_series(10, 5000) g")
+    client, calls = tmp_path / "client", tmp_path / "calls"
+    client.mkdir()
+    fails = (
+        'if [ "$*" = "-f /dev/null" ]; then cat >/dev/null; echo "pg_restore: error: cut" >&2; exit 1; fi\n'
+        if stream_check == "fails"
+        else ""
+    )
+    real = shutil.which("pg_restore")
+    (client / "pg_restore").write_text(
+        f'#!/bin/sh\necho "$*" >> {calls}\n{fails}exec {real} "$@"\n'
+    )
+    (client / "pg_restore").chmod(0o755)
+
+    dump = made(run("backup.postgres", PATH=f"{client}:{os.environ['PATH']}"), "postgres", backups)
+
+    partial = r"\S+/\.postgres-\d{8}-\d{6}\.\d+\.dump\.partial"
+    expected = ["-f /dev/null", f"--list {partial}"]  # the stream, then the file's contents
+    if stream_check == "fails":
+        expected.append(f"-f /dev/null {partial}")  # the whole file read after all
+    lines = calls.read_text().splitlines()
+    assert len(lines) == len(expected) and all(map(re.fullmatch, expected, lines)), lines
+    assert _files.check_sum(dump)  # the checksum taken on the way is the file's
+    assert subprocess.run(["pg_restore", "-f", "/dev/null", str(dump)]).returncode == 0
 
 
 def test_an_unknown_pod_is_named_with_the_next_step(run: Inv, backups: Path) -> None:
