@@ -164,6 +164,21 @@ def parse_rdb_check(output: str) -> RdbCount:
     return RdbCount(number("keys read"), number("expires"), number("already expired"))
 
 
+def copy_out(source: str) -> str:
+    """Shell (in the pod) that sends a checked copy of the snapshot `source` to standard output.
+
+    Copy first, then check and send that copy: a later snapshot may replace the file meanwhile.
+    The check (redis-check-rdb reads every key: seconds for millions) runs while the copy is
+    sent; its report follows the stream on standard error, and a snapshot it refuses fails
+    the command, so that nothing is kept."""
+    send = _pods.counted('cat "$f"')
+    return _pods.in_temp_file(
+        f'cp {shlex.quote(source)} "$f" && {{ redis-check-rdb "$f" > "$f.check" 2>&1 & '
+        f'check=$!; {send}; sent=$?; wait $check; checked=$?; cat "$f.check" >&2; '
+        'rm -f "$f.check"; [ $sent -eq 0 ] && [ $checked -eq 0 ]; }'
+    )
+
+
 def backup_redis(c: Context) -> _files.Finished | None:
     """A fresh snapshot (guide correction 16), checked with redis-check-rdb in the pod, copied out."""
     started = time.monotonic()
@@ -175,10 +190,7 @@ def backup_redis(c: Context) -> _files.Finished | None:
     snapshot(c)
     when = _files.stamp()
     partial = _files.partial_path(directory, "redis", when)
-    source = shlex.quote(f"{s.backup.redis_data_dir.rstrip('/')}/{RDB_FILE}")
-    # Copy first, then check and send that copy: a later snapshot may replace dump.rdb meanwhile.
-    send = _pods.counted('cat "$f"')
-    copy = _pods.in_temp_file(f'cp {source} "$f" && redis-check-rdb "$f" >&2 && {send}')
+    copy = copy_out(f"{s.backup.redis_data_dir.rstrip('/')}/{RDB_FILE}")
     with _files.writing(partial):
         result = _pods.stream_out(c, _pods.in_pod(c, s.backup.redis_pod, "sh", "-c", copy), partial)
         if _guard.is_dry(c):

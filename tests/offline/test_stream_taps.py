@@ -5,11 +5,15 @@ On real servers: tests/databases/test_backup.py."""
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 from pathlib import Path
 
+import pytest
 from invoke import Context
 
 from tasks._backup import pods as _pods
+from tasks._backup import redis as _redis
 
 MEGABYTE = ["sh", "-c", "head -c 1048576 /dev/urandom"]
 
@@ -56,3 +60,32 @@ def test_a_secret_is_the_first_line_of_input_and_stays_out_of_the_file(tmp_path:
     result = _pods.stream_out(Context(), producer, partial, secret="hunter22")
     assert result.ok, result.stderr
     assert partial.read_text() == "8"
+
+
+@pytest.mark.parametrize("verdict", [0, 1])
+def test_a_redis_snapshot_is_sent_while_it_is_checked_and_kept_only_if_it_passes(
+    tmp_path: Path, verdict: int
+) -> None:
+    """The pod's side of backup.redis (`redis.copy_out`), on this machine with a stand-in
+    redis-check-rdb that takes its time: the copy goes out while the check reads it, the
+    check's report follows the stream, and its verdict is the command's."""
+    snapshot = tmp_path / "dump.rdb"
+    snapshot.write_bytes(b"REDIS0011" + bytes(range(256)) * 64)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    checker = tools / "redis-check-rdb"
+    checker.write_text(
+        f'#!/bin/sh\nsleep 0.3; cat "$1" > /dev/null\necho "[info] 7 keys read"\nexit {verdict}\n'
+    )
+    checker.chmod(0o755)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}", "TMPDIR": str(temp)}
+    ran = subprocess.run(
+        ["sh", "-c", _redis.copy_out(str(snapshot))], env=env, capture_output=True, timeout=30
+    )
+    assert ran.stdout == snapshot.read_bytes()  # sent whole, whatever the verdict
+    stderr = ran.stderr.decode()
+    assert stderr.index("prism-sent: bytes=") < stderr.index("[info] 7 keys read")
+    assert (ran.returncode == 0) == (verdict == 0), stderr
+    assert list(temp.iterdir()) == []  # the copy and the check's report are gone
