@@ -117,6 +117,9 @@ _settings.configure(
         "namespace": "prism-backends",
         "postgres_pod": "postgres-0",
         "postgres_port": 5432,  # as seen inside the pod (pg_dump -h 127.0.0.1 -p ...)
+        # pg_dump -Z: 1 compresses 2-3x faster than pg_dump's own default (6) into an archive
+        # a few per cent larger; 0 stores data uncompressed, 9 is the smallest and slowest
+        "postgres_compression": 1,
         "redis_pod": "redis-0",
         "redis_port": 6379,
         "redis_data_dir": "/data",  # Redis' `dir` inside the pod, where dump.rdb lives

@@ -42,8 +42,9 @@ def backup_postgres(c: Context) -> _files.Finished | None:
     directory = _files.ready_dir(c)
     when = _files.stamp()
     partial = _files.partial_path(directory, "postgres", when)
+    level = f"-Z{s.backup.postgres_compression}"  # see backup.postgres_compression
     dump = _postgres.READ_PASSWORD + _pods.counted(
-        f"pg_dump {shlex.join([*_connection(c, user), '-Fc', db])}"
+        f"pg_dump {shlex.join([*_connection(c, user), '-Fc', level, db])}"
     )
     argv = _pods.in_pod(c, s.backup.postgres_pod, "sh", "-c", dump, stdin=True)
     check = ["pg_restore", "-f", "/dev/null"] if _has_local_pg_restore(c) else []

@@ -427,6 +427,8 @@ def _check_value(section: str, key: str, value: Any) -> None:
         low = 0 if section == "cluster" else 1  # 0: the environment's own port
         if not low <= value <= 65535:
             raise Exit(f"{where}={value} is not a TCP port; choose one between 1 and 65535")
+    elif (section, key) == ("backup", "postgres_compression") and not 0 <= value <= 9:
+        raise Exit(f"{where}={value} is not a pg_dump compression level; use 0 to 9")
     elif key in ("servers", "agents") and isinstance(value, int):
         top = MAX_SERVERS if key == "servers" else MAX_AGENTS
         if not 0 <= value <= top:

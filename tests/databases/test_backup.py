@@ -132,6 +132,20 @@ def test_a_postgres_backup_round_trips(run: Inv, notes: Postgres, backups: Path)
     assert notes.sql("SELECT id, body FROM notes ORDER BY id") == "1|one\n2|two"
 
 
+@pytest.mark.parametrize("level", ["", "0", "9"])
+def test_the_archive_has_the_compression_level_asked_for(
+    run: Inv, notes: Postgres, backups: Path, level: str
+) -> None:
+    """Level 1 unless PRISM_BACKUP_POSTGRES_COMPRESSION says otherwise (pg_restore --list
+    shows what pg_dump wrote in the archive's header)."""
+    extra = {"PRISM_BACKUP_POSTGRES_COMPRESSION": level} if level else {}
+    dump = made(run("backup.postgres", **extra), "postgres", backups)
+    listing = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True, text=True)
+    header = re.search(r"^;\s+Compression: (\S+)$", listing.stdout, re.M)
+    assert header is not None, listing.stdout
+    assert header.group(1) == (level or "1")
+
+
 def test_a_failing_pg_dump_leaves_no_file_and_one_line(
     run: Inv, notes: Postgres, backups: Path
 ) -> None:

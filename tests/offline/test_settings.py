@@ -191,6 +191,19 @@ def test_an_unknown_proxy_service_type_is_refused(monkeypatch: pytest.MonkeyPatc
     )
 
 
+@pytest.mark.parametrize("level", ["-1", "10"])
+def test_a_compression_level_pg_dump_does_not_have_is_refused(
+    monkeypatch: pytest.MonkeyPatch, level: str
+) -> None:
+    monkeypatch.setenv("PRISM_BACKUP_POSTGRES_COMPRESSION", level)
+    with pytest.raises(Exit) as caught:
+        _settings.load(context())
+    assert caught.value.message == (
+        f"PRISM_BACKUP_POSTGRES_COMPRESSION (backup.postgres_compression)={level} is not a "
+        "pg_dump compression level; use 0 to 9"
+    )
+
+
 def test_secret_comes_from_dotenv_and_missing_secret_says_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "test.env").write_text("PRISM_POSTGRES_PASSWORD=s3cret\n")
     s = _settings.load(context())
