@@ -9,7 +9,9 @@ Needs the loopback-only network namespace the simulated cluster insists on:
 Each line is one real `inv` run (process start included), timed from outside, beside the
 plain tool a user would run instead on the same server (issue #15's yardstick): `pg_dump -Fc`
 to a file, `pg_restore --single-transaction --clean --if-exists` of that file, and
-`redis-cli --rdb` to a file. Runs are interleaved (ours, then the plain tool) so load drift
+`redis-cli --rdb` to a file. `backup.postgres` compresses at level 1 where `pg_dump -Fc` uses
+6, so a second row compares it with `pg_dump -Fc -Z1`: the cost of the stream through
+`kubectl exec` and of the verification on the way, at equal compression. Runs are interleaved (ours, then the plain tool) so load drift
 hits both. Throughput is the database size over the median time; ratio = plain / ours (>= 0.9
 is the target: ours at least 90 % of the plain tool's throughput).
 
@@ -107,6 +109,9 @@ def main() -> None:
         db_bytes = int(postgres.sql("SELECT pg_database_size('prism')"))
         peers = {
             "postgres": lambda: plain(pg[0], *where, "-Fc", "-f", str(plain_file), "prism", **secret),
+            "postgres -Z1": lambda: plain(
+                pg[0], *where, "-Fc", "-Z1", "-f", str(home / "plain-z1"), "prism", **secret
+            ),
             "restore-postgres": lambda: plain(
                 pg[1], *where, "--single-transaction", "--clean", "--if-exists", "-d", "prism",
                 str(plain_file), **secret,
@@ -127,11 +132,14 @@ def main() -> None:
 
         for backend in ("postgres", "redis"):
             times, restores, plain_dumps, plain_restores, last = [], [], [], [], ("", "")
+            same_level: list[float] = []
             for _ in range(args.runs):
                 seconds, out = inv(f"backup.{backend}")
                 times.append(seconds)
                 last = re.search(rf"{backend} backup (\S+) \(([^,]+)", out).groups()  # type: ignore[union-attr,assignment]
                 plain_dumps.append(peers[backend]())
+                if backend == "postgres":
+                    same_level.append(peers["postgres -Z1"]())
             for _ in range(args.runs):
                 seconds, _out = inv(f"backup.restore-{backend}", "--file", last[0], "--yes")
                 restores.append(seconds)
@@ -141,6 +149,8 @@ def main() -> None:
                 f", database {db_bytes / 2**30:.2f} GiB" if backend == "postgres" else ""
             )
             row(f"backup.{backend}", times, plain_dumps, size)
+            if same_level:
+                row("  vs pg_dump -Fc -Z1", times, same_level, "(the same compression level)")
             row(f"restore-{backend}", restores, plain_restores, "")
     finally:
         started.close()
