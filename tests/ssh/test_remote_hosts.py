@@ -154,7 +154,10 @@ def test_dry_create_prints_the_hosts_commands_and_only_queries_run(box: SshServe
     assert plain(remote.stdout, "[box] ") == plain(local.stdout)
     assert created_on("box", remote.stdout)
     queries = tools.calls("remote")
-    assert sorted(queries) == sorted(tools.calls("local"))  # asked side by side: any order
+    # asked side by side, so in any order; on a host, also the tunnel's kubeconfig, for the
+    # task that would come next (cluster.next_questions)
+    tunnel = "kubectl config view --raw --minify --flatten --context kwok-prism-local"
+    assert sorted(queries) == sorted([*tools.calls("local"), tunnel])
     assert not [call for call in queries if " create " in call or " apply " in call]
 
 
