@@ -160,9 +160,8 @@ class Plan:
                 for key, obj in ((object_key(o), o) for o in known)
                 if ledger.unchanged(key, self.body(key, obj), self.stored.get(key))
             )
-        for key in self.proven:
+        for key in self.proven:  # not dry-run: `as_they_are` counts them as they are
             self.before[key] = self.stored[key]["metadata"].get("resourceVersion", "")
-            self.would_be[key] = self.stored[key]
         checked = [o for o in known if object_key(o) not in self.proven]
 
         def dry_run(obj: dict[str, Any]) -> dict[str, Any]:
