@@ -158,6 +158,14 @@ def test_a_registry_prefix_is_accepted(monkeypatch: pytest.MonkeyPatch, prefix: 
     assert _settings.load(context()).images.registry == prefix
 
 
+def refusal(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> str:
+    """The one line settings refuse the environment variable `name`=`value` with."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(Exit) as caught:
+        _settings.load(context())
+    return str(caught.value.message)
+
+
 @pytest.mark.parametrize(
     "prefix",
     ["https://ghcr.io/acme", "ghcr.io/acme/", "ghcr.io/acme/prism:v1", "ghcr.io/Acme", "a b"],
@@ -165,10 +173,7 @@ def test_a_registry_prefix_is_accepted(monkeypatch: pytest.MonkeyPatch, prefix: 
 def test_what_is_not_a_registry_prefix_is_refused(
     monkeypatch: pytest.MonkeyPatch, prefix: str
 ) -> None:
-    monkeypatch.setenv("PRISM_IMAGES_REGISTRY", prefix)
-    with pytest.raises(Exit) as caught:
-        _settings.load(context())
-    assert caught.value.message == (
+    assert refusal(monkeypatch, "PRISM_IMAGES_REGISTRY", prefix) == (
         f"PRISM_IMAGES_REGISTRY (images.registry)={prefix!r} is not a registry prefix: give "
         "host[:port]/path without scheme, tag or trailing slash (e.g. ghcr.io/acme/prism)"
     )
@@ -182,10 +187,7 @@ def test_two_registries_for_the_images_are_refused(monkeypatch: pytest.MonkeyPat
 
 
 def test_an_unknown_proxy_service_type_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PRISM_CLUSTER_PROXY_SERVICE_TYPE", "loadbalancer")
-    with pytest.raises(Exit) as caught:
-        _settings.load(context())
-    assert caught.value.message == (
+    assert refusal(monkeypatch, "PRISM_CLUSTER_PROXY_SERVICE_TYPE", "loadbalancer") == (
         "PRISM_CLUSTER_PROXY_SERVICE_TYPE (cluster.proxy_service_type)='loadbalancer': choose "
         "one of LoadBalancer, NodePort, ClusterIP"
     )
@@ -195,10 +197,7 @@ def test_an_unknown_proxy_service_type_is_refused(monkeypatch: pytest.MonkeyPatc
 def test_a_compression_level_pg_dump_does_not_have_is_refused(
     monkeypatch: pytest.MonkeyPatch, level: str
 ) -> None:
-    monkeypatch.setenv("PRISM_BACKUP_POSTGRES_COMPRESSION", level)
-    with pytest.raises(Exit) as caught:
-        _settings.load(context())
-    assert caught.value.message == (
+    assert refusal(monkeypatch, "PRISM_BACKUP_POSTGRES_COMPRESSION", level) == (
         f"PRISM_BACKUP_POSTGRES_COMPRESSION (backup.postgres_compression)={level} is not a "
         "pg_dump compression level; use 0 to 9"
     )
