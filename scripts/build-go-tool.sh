@@ -5,6 +5,9 @@
 # Usage: scripts/build-go-tool.sh NAME          build (or reuse) it; stdout: the binary's path
 #        scripts/build-go-tool.sh --path NAME   print where it is (or would be); builds nothing,
 #                                               exit 1 when it is not there and complete
+#        scripts/build-go-tool.sh --download-only NAME
+#                                               fetch the modules its build reads into Go's
+#                                               module cache; builds nothing, prints nothing
 #
 # Output: ${PRISM_SIM_HOME:-$HOME/.cache/prism-sim}/tools/<name>-<version>/<name>, where <name>
 # is the binary `go install` makes (the package's last path element). A directory with a
@@ -25,8 +28,11 @@ log() { printf '[build-go-tool] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 usage() { die "usage: $0 [--path] NAME (a key of $versions_file)"; }
 
-only_path=false
-if [[ ${1:-} == --path ]]; then only_path=true; shift; fi
+only_path=false download_only=false
+case ${1:-} in
+  --path) only_path=true; shift ;;
+  --download-only) download_only=true; shift ;;
+esac
 [[ $# -eq 1 && -n $1 ]] || usage
 # actionlint, ACTIONLINT and kube-score/KUBE_SCORE all name their pin.
 want=${1^^}
@@ -68,6 +74,14 @@ is_complete() { # the binary is there and the stamp records this very pin
   [[ -x $binary && -f $tool_dir/.complete ]] && [[ $(head -n1 "$tool_dir/.complete") == "$pin" ]]
 }
 
+if $download_only; then
+  command -v go >/dev/null || die "go not found in PATH (needed once, to fetch $name)"
+  # `go install -n` loads the packages (downloading their modules) and prints, not runs, the build.
+  GOFLAGS=-buildvcs=false GOTOOLCHAIN=local GOWORK=off go install -n "$pkg@$version" 2>/dev/null \
+    || die "could not download the modules of $pkg@$version (needs the network)"
+  exit 0
+fi
+
 if $only_path; then
   echo "$binary"
   is_complete || { log "$binary is not built: run scripts/build-go-tool.sh $1"; exit 1; }
@@ -99,6 +113,8 @@ trap 'exit 143' TERM
 
 export CGO_ENABLED=0 GO111MODULE=on GOWORK=off GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
 export GOBIN=$tmp_out
+# The compiler collects garbage less often (see build-sim-binaries.sh); a GOGC of your own is kept.
+export GOGC=${GOGC:-400}
 started=${EPOCHREALTIME/[.,]/}
 log "building $name from $pkg@$version with $(go env GOVERSION) ..."
 # `go install pkg@version` builds from the module's own go.mod, ignoring any go.mod here.
