@@ -205,7 +205,8 @@ timed helm go install -p "$par" -trimpath -ldflags "$helm_ld" "$helm_pkg"
 # --- verify, stamp, publish atomically --------------------------------------
 for b in "${binaries[@]}"; do [[ -x $tmp_out/$b ]] || die "missing $b after build"; done
 "$tmp_out/kube-apiserver" --version >&2
-"$tmp_out/etcd" --version | head -1 >&2
+"$tmp_out/etcd" --version >"$work/etcd-version"   # not piped into head: etcd would die of SIGPIPE
+head -n 1 "$work/etcd-version" >&2
 "$tmp_out/kwokctl" --version >&2
 cp "$versions_file" "$tmp_out/sim-versions.env"
 date -u +%Y-%m-%dT%H:%M:%SZ >"$tmp_out/.complete"
