@@ -46,9 +46,7 @@ DEFAULT_DIR = Path("/tmp/prism-setup-bench")
 STEP_LINES = re.compile(
     r"^(?:setup: (?P<step>[^:]+): done in (?P<t1>[\d.]+)s"
     r"|\[build-sim\] built (?P<bin>.+) in (?P<t2>\d+)s"
-    r"|\[build-sim\] (?P<dl>downloads) done (?P<t3>\d+)s after"
-    r"|\[build-sim\] downloaded (?P<fetched>.+) in (?P<t4>\d+)s"
-    r"|\[build-sim\] (?P<resolved>resolved) in (?P<t5>\d+)s)"
+    r"|\[build-sim\] (?P<resolved>resolved) in (?P<t3>\d+)s)"
 )
 
 
@@ -60,8 +58,6 @@ def step(line: re.Match[str]) -> tuple[str, float]:
     label = {
         "step": name,
         "bin": f"  build {name}",
-        "fetched": f"  download {name}",
-        "dl": "  the background downloads (from their start)",
         "resolved": "  resolve the kube module's build list",
     }[kind]
     return label, took
@@ -200,7 +196,9 @@ def run(where: Path, rev: str | None, keep: bool) -> None:
     if rev:
         # Another revision's builds may read other module versions than prepare fetched (with
         # this tree's scripts): those come from this machine's own module cache.
-        mine = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True)
+        mine = subprocess.run(
+            ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True
+        )
         proxies.append(Path(mine.stdout.strip()) / "cache" / "download")
         print(f"modules not in {proxy} come from {proxies[-1]}")
     scratch = Path(tempfile.mkdtemp(prefix="prism-setup-fresh."))

@@ -77,8 +77,9 @@ is_complete() { # the binary is there and the stamp records this very pin
 if $download_only; then
   command -v go >/dev/null || die "go not found in PATH (needed once, to fetch $name)"
   # `go install -n` loads the packages (downloading their modules) and prints, not runs, the build.
-  GOFLAGS=-buildvcs=false GOTOOLCHAIN=local GOWORK=off go install -n "$pkg@$version" 2>/dev/null \
-    || die "could not download the modules of $pkg@$version (needs the network)"
+  # (The build's own environment, so that it reads the same packages.)
+  out=$(CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local GOWORK=off go install -n "$pkg@$version" 2>&1) \
+    || { tail -n 20 <<<"$out" >&2; die "could not download the modules of $pkg@$version (needs the network)"; }
   exit 0
 fi
 

@@ -170,8 +170,11 @@ if $download_only; then
   # Every module the builds read, and nothing more: loading the packages downloads them
   # (`go install -n` prints the build instead of running it).
   t0=$(ts)
-  go install -n "${kwok_pkgs[@]}" 2>/dev/null || die "could not download kwok's modules"
-  go install -n "$helm_pkg" 2>/dev/null || die "could not download helm's modules"
+  # -n prints the build to stderr: kept out of sight, but shown when the download fails.
+  for pkgs in "${kwok_pkgs[*]}" "$helm_pkg"; do
+    # shellcheck disable=SC2086 # the words of $pkgs are packages
+    out=$(go install -n $pkgs 2>&1) || { tail -n 20 <<<"$out" >&2; die "could not download the modules of $pkgs"; }
+  done
   (cd "$kmod" && go list -deps "${kube_pkgs[@]}" >/dev/null)
   (cd "$emod" && go list -deps go.etcd.io/etcd/server/v3 >/dev/null)
   log "downloaded every module the builds read in $(( $(ts) - t0 ))s, into $(go env GOMODCACHE)"
