@@ -10,9 +10,10 @@ One run of each line, timed from outside (process start included):
     `pg_restore --list`, `pg_restore -f /dev/null` (reads every block), `sha256sum`;
   - plain `pg_dump -Fc` to a file, and the same teed into `pg_restore -f /dev/null` (what
     verifying while streaming would cost);
-  - `inv backup.restore-postgres`, plain `pg_restore --single-transaction --clean -d`, and
-    `pg_restore -f - | psql --single-transaction`: the path a restore that replaces the whole
-    database in one transaction takes, without kubectl (its ceiling).
+  - then --restores rounds (default 3) of: `inv backup.restore-postgres`, plain
+    `pg_restore --single-transaction --clean --if-exists -d`, and the restore's own pipeline
+    without kubectl (every schema dropped, then `pg_restore -f -` into one `psql
+    --single-transaction`): the path a restore that replaces the whole database takes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000, help="Postgres rows (~100 B each)")
+    parser.add_argument("--restores", type=int, default=3, help="rounds of the three restores")
     args = parser.parse_args()
     import _simbench
 
@@ -40,6 +43,8 @@ def main() -> None:
 
     from support import dbservers, sim
     from support.cli import INV
+
+    from tasks._backup.postgres import REPLACE_PRELUDE
 
     home = Path(tempfile.mkdtemp(prefix="prism-bench-parts-"))
     with contextlib.ExitStack() as started:  # whatever started is stopped, however it ends
@@ -86,18 +91,23 @@ def main() -> None:
             "plain pg_dump -Fc, teed into pg_restore -f /dev/null",
             f"{pg}/pg_dump {where} -Fc prism | tee {plain}.2 | pg_restore -f /dev/null",
         )
-        timed(
-            "inv backup.restore-postgres",
-            [INV, "backup.restore-postgres", "--file", dump.name, "--yes"],
-        )
-        timed(
-            "plain pg_restore --single-transaction --clean -d",
-            f"{pg}/pg_restore {where} --single-transaction --clean --if-exists -d prism {plain}",
-        )
-        timed(
-            "plain pg_restore -f - | psql --single-transaction",
-            f"{pg}/pg_restore -f - {plain} | {pg}/psql {where} -q --single-transaction prism >/dev/null",
-        )
+        # what the restore runs in the pod, here without kubectl: every schema dropped, then
+        # the archive, all through one psql transaction that stops on the first error
+        prelude = shlex.quote(REPLACE_PRELUDE)
+        for _ in range(args.restores):  # interleaved, so that load drift hits all three
+            timed(
+                "inv backup.restore-postgres",
+                [INV, "backup.restore-postgres", "--file", dump.name, "--yes"],
+            )
+            timed(
+                "plain pg_restore --single-transaction --clean -d",
+                f"{pg}/pg_restore {where} --single-transaction --clean --if-exists -d prism {plain}",
+            )
+            timed(
+                "the restore's own pipeline, without kubectl",
+                f"{{ printf %s {prelude}; {pg}/pg_restore -f - {plain}; }} "
+                f"| {pg}/psql -X {where} -q --single-transaction -d prism >/dev/null",
+            )
         print(f"after: {_simbench.machine()}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -177,8 +178,8 @@ def kind(path: Path) -> str:
     return MAGIC[head]
 
 
-def check_sum(path: Path) -> str:
-    """The file's sha256, after checking it against the checksum file written with it."""
+def recorded_sum(path: Path) -> str:
+    """The sha256 written with the file, as its checksum file holds it (the file not read)."""
     sums = sums_path(path)
     if not sums.is_file():
         raise Exit(
@@ -186,15 +187,26 @@ def check_sum(path: Path) -> str:
             "`inv backup.postgres` / `inv backup.redis`",
             code=1,
         )
-    expected = sums.read_text(encoding="ascii", errors="replace").split()[:1]
-    actual = sha256(path)
-    if expected != [actual]:
-        raise Exit(
-            f"{path.name} does not match its checksum in {sums.name} (the file is damaged); "
-            "use another backup (`inv backup.list`)",
-            code=1,
-        )
-    return actual
+    recorded = sums.read_text(encoding="ascii", errors="replace").split()[:1]
+    if not recorded or not re.fullmatch(r"[0-9a-f]{64}", recorded[0]):
+        raise Exit(f"{sums.name} holds no sha256; use another backup (`inv backup.list`)", code=1)
+    return recorded[0]
+
+
+def damaged(path: Path) -> Exit:
+    return Exit(
+        f"{path.name} does not match its checksum in {sums_path(path).name} (the file is "
+        "damaged); use another backup (`inv backup.list`)",
+        code=1,
+    )
+
+
+def check_sum(path: Path) -> str:
+    """The file's sha256, after checking it against the checksum file written with it."""
+    recorded = recorded_sum(path)
+    if sha256(path) != recorded:
+        raise damaged(path)
+    return recorded
 
 
 def check_rdb(path: Path) -> None:

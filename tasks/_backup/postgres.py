@@ -140,7 +140,10 @@ def _count_entries(listing: str) -> int:
 # "Replace the database" means what it says: every schema of the database goes, then the backup
 # comes back, in one transaction. pg_restore --clean alone would keep tables made after the
 # backup. PostgreSQL 15+ dumps leave the public schema out, so it is made again as initdb makes it.
+# Query results go to /dev/null: psql's standard output carries only COMMITTED.
 REPLACE_PRELUDE = """\\set ON_ERROR_STOP on
+\\o /dev/null
+BEGIN;
 DO $$ DECLARE s name; BEGIN
   FOR s IN SELECT nspname FROM pg_namespace
            WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP
@@ -150,6 +153,44 @@ END $$;
 CREATE SCHEMA public AUTHORIZATION pg_database_owner;
 GRANT USAGE ON SCHEMA public TO PUBLIC;
 """
+# The transaction commits only on this, written after the archive was read whole and its bytes
+# checked; psql runs nothing after an error, so the line after COMMIT says that it happened.
+# Input that ends without it (whatever stopped the pod's script) leaves the transaction open,
+# and the server rolls it back when psql disconnects.
+COMMITTED = "prism-restore: committed"
+COMMIT = f"COMMIT;\n\\echo {COMMITTED}\n"
+
+
+def _abort(why: str) -> str:
+    """Input that ends psql's transaction in an error: it ends any COPY in progress, then calls
+    a function that does not exist, whose name says why."""
+    return f"\n\\.\nSELECT prism_restore_failed_{why}();\n"
+
+
+def _replace(size: int, digest: str, psql: str) -> str:
+    """Shell (in the pod; busybox sh is enough) that replaces the database with the archive on
+    its standard input while it arrives: pg_restore turns it into SQL for psql's transaction,
+    and sha256sum reads the same bytes. Only when pg_restore succeeded and the bytes were the
+    backup's (`digest`) is COMMIT written; otherwise the transaction ends in an error. The
+    rest of the input is read whatever pg_restore does, so that sha256sum always sees all of it."""
+    q = shlex.quote
+    return "\n".join(
+        [
+            "d=$(mktemp -d) || exit 1",
+            'mkfifo "$d/bytes" || { rm -rf "$d"; exit 1; }',
+            "{",
+            f"  printf %s {q(REPLACE_PRELUDE)}",
+            '  sha256sum < "$d/bytes" > "$d/sum" & summing=$!',
+            f'  head -c {size} | tee "$d/bytes" | {{ pg_restore -f -; s=$?; cat > /dev/null; exit $s; }}',
+            "  restored=$?",
+            "  wait $summing",
+            f"  if [ $restored -ne 0 ]; then printf %s {q(_abort('pg_restore_stopped'))}",
+            f'  elif [ "$(cut -c1-64 "$d/sum")" != {digest} ]; then printf %s {q(_abort("bytes_not_the_backup"))}',
+            f"  else printf %s {q(COMMIT)}; fi",
+            f"}} | {psql}",
+            'status=$?; rm -rf "$d"; exit $status',
+        ]
+    )
 
 
 def restore_postgres(c: Context, file: str, yes: bool) -> float | None:
@@ -157,11 +198,11 @@ def restore_postgres(c: Context, file: str, yes: bool) -> float | None:
     started = time.monotonic()
     path, t, s = _pods.restore_target(c, file)
     user, db, password = _postgres_secrets(c)
-    # The checksum proves these are the bytes that were read whole when the backup was made;
-    # the restore itself reads every block again, inside its one transaction, so an archive
-    # that is damaged after all changes nothing. No separate full read first (it cost as much
-    # as a third of the restore).
-    digest = _files.check_sum(path)
+    # The archive is read once, as it streams into the pod: the restore reads every block
+    # inside its transaction, and the pod checks the bytes against the checksum written at
+    # backup time before it commits. A damaged archive changes nothing. (Reading it whole
+    # first, here or in the pod, cost as much as half of the restore.)
+    digest = _files.recorded_sum(path)
     _files.require_kind(path, "postgres")
     _pods.require_pod(c, s.backup.postgres_pod, "postgres")
     pod = s.backup.postgres_pod
@@ -170,15 +211,8 @@ def restore_postgres(c: Context, file: str, yes: bool) -> float | None:
         f"with {path.name} (objects made since the backup are dropped)?",
         yes,
     )
-    psql = _postgres.psql(s.backup.postgres_port, user, db, "-q", "--single-transaction")
-    # Should pg_restore fail half-way, the line after it ends any COPY and calls a function
-    # that does not exist: psql stops on that error and the transaction is rolled back.
-    failed = shlex.quote("\n\\.\nSELECT prism_restore_failed_pg_restore_stopped();\n")
-    replace = (
-        f'{{ printf %s {shlex.quote(REPLACE_PRELUDE)}; pg_restore -f - "$f" || printf %s {failed}; }} '
-        f"| {psql} >/dev/null"
-    )
-    script = _postgres.READ_PASSWORD + _pods.receive(path, digest, replace)
+    psql = _postgres.psql(s.backup.postgres_port, user, db, "-q")
+    script = _postgres.READ_PASSWORD + _replace(path.stat().st_size, digest, psql)
     try:
         result = _pods.stream_in(
             c, _pods.in_pod(c, pod, "sh", "-c", script, stdin=True), path, secret=password
@@ -191,7 +225,9 @@ def restore_postgres(c: Context, file: str, yes: bool) -> float | None:
         ) from None
     if _guard.is_dry(c):
         return None
-    if result.failed:
+    if result.failed or COMMITTED not in result.stdout:
+        if _files.sha256(path) != digest:
+            raise _files.damaged(path)
         raise Exit(
             f"the restore failed, nothing was changed: {_pods.reason(result)}; "
             "check PRISM_POSTGRES_USER/PASSWORD/DB in .env",

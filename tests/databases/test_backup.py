@@ -180,7 +180,7 @@ def test_two_backups_in_the_same_second_never_overwrite(
         assert _files.sums_path(done.path).read_text() == f"{done.sha256}  {done.path.name}\n"
 
 
-def test_the_checksum_catches_a_corrupted_backup_before_restore(
+def test_a_corrupted_backup_is_named_and_its_restore_changes_nothing(
     run: Inv, notes: Postgres, backups: Path
 ) -> None:
     dump = made(run("backup.postgres"), "postgres", backups)
@@ -193,6 +193,60 @@ def test_the_checksum_catches_a_corrupted_backup_before_restore(
 
     assert "does not match its checksum" in one_line(refused)
     assert notes.sql("SELECT DISTINCT body FROM notes") == "after the backup"
+
+
+def test_a_restore_commits_only_bytes_that_match_the_checksum(
+    run: Inv, notes: Postgres, backups: Path
+) -> None:
+    """The archive is whole (pg_restore reads it to the end without an error), but it is not
+    the one its checksum file names: the pod's check of the streamed bytes holds the commit."""
+    dump = made(run("backup.postgres"), "postgres", backups)
+    notes.sql("UPDATE notes SET body = 'after the backup'")
+    _files.sums_path(dump).write_text(f"{'0' * 64}  {dump.name}\n")
+
+    refused = run("backup.restore-postgres", "--file", str(dump), "--yes")
+
+    assert "does not match its checksum" in one_line(refused)
+    assert notes.sql("SELECT DISTINCT body FROM notes") == "after the backup"
+
+
+def test_a_restore_streams_back_every_kind_of_object_a_schema_holds(
+    run: Inv, postgres: Postgres, backups: Path
+) -> None:
+    """pg_restore reads the archive as it arrives, in one pass: tables related by a foreign
+    key, a sequence, an index, a view, a materialized view, a function, a large object and a
+    second schema all come back."""
+    postgres.sql(
+        "DROP SCHEMA IF EXISTS shop CASCADE; CREATE SCHEMA shop;"
+        "CREATE TABLE shop.customer (id serial PRIMARY KEY, name text NOT NULL);"
+        "CREATE TABLE shop.orders (id serial PRIMARY KEY,"
+        " customer int NOT NULL REFERENCES shop.customer, total numeric);"
+        "CREATE INDEX orders_by_customer ON shop.orders (customer);"
+        "INSERT INTO shop.customer (name) SELECT 'c' || n FROM generate_series(1, 500) n;"
+        "INSERT INTO shop.orders (customer, total) SELECT 1 + n % 500, n FROM generate_series(1, 5000) n;"
+        "CREATE VIEW shop.big AS SELECT * FROM shop.orders WHERE total > 4000;"
+        "CREATE MATERIALIZED VIEW shop.totals AS"
+        " SELECT customer, sum(total) AS total FROM shop.orders GROUP BY customer;"
+        "CREATE FUNCTION shop.spent(c int) RETURNS numeric LANGUAGE sql"
+        " AS 'SELECT total FROM shop.totals WHERE customer = c';"
+        "SELECT lo_from_bytea(424242, 'a large object')"
+    )
+    query = (
+        "SELECT (SELECT count(*) FROM shop.big), shop.spent(7),"
+        " (SELECT nextval('shop.orders_id_seq')),"
+        " (SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_by_customer'),"
+        " convert_from(lo_get(424242), 'UTF8')"
+    )
+    expected = postgres.sql(query)
+    postgres.sql("SELECT setval('shop.orders_id_seq', 5000)")  # the query moved it
+    dump = made(run("backup.postgres"), "postgres", backups)
+    postgres.sql("DROP SCHEMA shop CASCADE; SELECT lo_unlink(424242)")
+
+    restored = run("backup.restore-postgres", "--file", dump.name, "--yes")
+
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert postgres.sql(query) == expected == "1000|22560|5001|1|a large object"
+    postgres.sql("DROP SCHEMA shop CASCADE; SELECT lo_unlink(424242)")
 
 
 def test_verify_names_what_a_good_backup_holds(run: Inv, notes: Postgres, backups: Path) -> None:
