@@ -84,7 +84,7 @@ def verify(c, file):
 
 @task(name="restore-postgres", help={"file": FILE_HELP, "yes": YES_HELP})
 def restore_postgres(c, file, yes=False):
-    """Replace the Postgres database with a backup (pg_restore --clean, one transaction)."""
+    """Replace the Postgres database with a backup: every schema dropped, the backup restored, one transaction."""
     from ._backup import postgres as _postgres
 
     seconds = _postgres.restore_postgres(c, file, yes)
