@@ -11,9 +11,10 @@ One run of each line, timed from outside (process start included):
   - plain `pg_dump -Fc` to a file, and the same teed into `pg_restore -f /dev/null` (what
     verifying while streaming would cost);
   - then --restores rounds (default 3) of: `inv backup.restore-postgres`, plain
-    `pg_restore --single-transaction --clean --if-exists -d`, and the restore's own pipeline
-    without kubectl (every schema dropped, then `pg_restore -f -` into one `psql
-    --single-transaction`): the path a restore that replaces the whole database takes.
+    `pg_restore --single-transaction --clean --if-exists -d`, and the script the restore runs
+    in the pod, run here without kubectl (every schema dropped, then `pg_restore -f -` into one
+    psql transaction while sha256sum reads the same bytes): the path a restore that replaces
+    the whole database takes.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def main() -> None:
     from support import dbservers, sim
     from support.cli import INV
 
-    from tasks._backup.postgres import REPLACE_PRELUDE
+    from tasks._backup.files import sha256
+    from tasks._backup.postgres import _replace
 
     home = Path(tempfile.mkdtemp(prefix="prism-bench-parts-"))
     with contextlib.ExitStack() as started:  # whatever started is stopped, however it ends
@@ -91,9 +93,9 @@ def main() -> None:
             "plain pg_dump -Fc, teed into pg_restore -f /dev/null",
             f"{pg}/pg_dump {where} -Fc prism | tee {plain}.2 | pg_restore -f /dev/null",
         )
-        # what the restore runs in the pod, here without kubectl: every schema dropped, then
-        # the archive, all through one psql transaction that stops on the first error
-        prelude = shlex.quote(REPLACE_PRELUDE)
+        # the very script the restore runs in the pod, here on this machine without kubectl,
+        # reading the plain archive (the checksum is taken before, not timed)
+        replace = _replace(plain.stat().st_size, sha256(plain), f"{pg}/psql -X {where} -q -d prism")
         for _ in range(args.restores):  # interleaved, so that load drift hits all three
             timed(
                 "inv backup.restore-postgres",
@@ -104,9 +106,8 @@ def main() -> None:
                 f"{pg}/pg_restore {where} --single-transaction --clean --if-exists -d prism {plain}",
             )
             timed(
-                "the restore's own pipeline, without kubectl",
-                f"{{ printf %s {prelude}; {pg}/pg_restore -f - {plain}; }} "
-                f"| {pg}/psql -X {where} -q --single-transaction -d prism >/dev/null",
+                "the restore's own script (checksum included), without kubectl",
+                f"sh -c {shlex.quote(replace)} < {plain}",
             )
         print(f"after: {_simbench.machine()}")
 

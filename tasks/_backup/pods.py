@@ -229,8 +229,9 @@ def receive(path: Path, digest: str, then: str, f: str = "$(mktemp)") -> str:
 
 
 def in_temp_file(steps: str, f: str = "$(mktemp)") -> str:
-    """Shell that runs `steps` with "$f" set to a temporary file, removed whatever happens."""
-    return f'f={f} || exit 1; {steps}; status=$?; rm -f "$f"; exit $status'
+    """Shell that runs `steps` with "$f" set to a temporary file (or directory, with
+    `f="$(mktemp -d)"`), removed whatever happens."""
+    return f'f={f} || exit 1; {steps}; status=$?; rm -rf "$f"; exit $status'
 
 
 def restore_target(c: Context, file: str) -> tuple[Path, Target, Settings]:

@@ -174,23 +174,21 @@ def _replace(size: int, digest: str, psql: str) -> str:
     backup's (`digest`) is COMMIT written; otherwise the transaction ends in an error. The
     rest of the input is read whatever pg_restore does, so that sha256sum always sees all of it."""
     q = shlex.quote
-    return "\n".join(
+    steps = "\n".join(
         [
-            "d=$(mktemp -d) || exit 1",
-            'mkfifo "$d/bytes" || { rm -rf "$d"; exit 1; }',
-            "{",
+            'mkfifo "$f/bytes" && {',
             f"  printf %s {q(REPLACE_PRELUDE)}",
-            '  sha256sum < "$d/bytes" > "$d/sum" & summing=$!',
-            f'  head -c {size} | tee "$d/bytes" | {{ pg_restore -f -; s=$?; cat > /dev/null; exit $s; }}',
+            '  sha256sum < "$f/bytes" > "$f/sum" & summing=$!',
+            f'  head -c {size} | tee "$f/bytes" | {{ pg_restore -f -; s=$?; cat > /dev/null; exit $s; }}',
             "  restored=$?",
             "  wait $summing",
             f"  if [ $restored -ne 0 ]; then printf %s {q(_abort('pg_restore_stopped'))}",
-            f'  elif [ "$(cut -c1-64 "$d/sum")" != {digest} ]; then printf %s {q(_abort("bytes_not_the_backup"))}',
+            f'  elif [ "$(cut -c1-64 "$f/sum")" != {digest} ]; then printf %s {q(_abort("bytes_not_the_backup"))}',
             f"  else printf %s {q(COMMIT)}; fi",
             f"}} | {psql}",
-            'status=$?; rm -rf "$d"; exit $status',
         ]
     )
+    return _pods.in_temp_file(steps, f="$(mktemp -d)")
 
 
 def restore_postgres(c: Context, file: str, yes: bool) -> float | None:
